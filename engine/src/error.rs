@@ -1,0 +1,348 @@
+//! The one error type of `scorch-engine`, and the exit code each error maps to.
+
+use std::path::PathBuf;
+
+use datafusion::error::DataFusionError;
+
+/// What a scheduler sees: the process exit code of `scorch` for each outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExitCode {
+    /// The run committed (or the command did what it was asked).
+    Success = 0,
+    /// Anything not covered below: a bug or an unexpected failure.
+    Internal = 1,
+    /// Bad command line, job file, parameter or SQL: fix the job, do not retry.
+    Usage = 2,
+    /// Input data breaks the job's expectations: missing source, missing column, schema or
+    /// contract violation. Fix the data upstream.
+    InputData = 3,
+    /// A quality gate failed: the output was computed but not published.
+    QualityGate = 4,
+    /// Storage or cluster failure (network, permissions, server errors): usually worth a retry.
+    Storage = 5,
+    /// A model package is missing, unreadable, refused, or does not match its pinned hash.
+    Model = 6,
+    /// Another run committed the same partitions first; this run published nothing.
+    Conflict = 7,
+}
+
+impl ExitCode {
+    /// The numeric code.
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+/// Everything that can stop a scorch command.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The job file cannot be read.
+    #[error("job file {path}: {source}")]
+    JobFileIo {
+        /// The job file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The job file is not valid TOML or breaks the job schema.
+    #[error("job file {path}: {message}")]
+    JobFile {
+        /// The job file.
+        path: PathBuf,
+        /// What is wrong, naming the key (and line, when the parser knows it).
+        message: String,
+    },
+
+    /// A parameter is unknown, missing or of the wrong type.
+    #[error("parameter `{name}`: {message}")]
+    Param {
+        /// The parameter.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// The SQL does not parse or plan for a reason that is not the data's fault.
+    #[error("query of job `{job}`: {source}")]
+    Sql {
+        /// The job name.
+        job: String,
+        /// DataFusion's error.
+        #[source]
+        source: DataFusionError,
+    },
+
+    /// A source has no files or cannot be listed.
+    #[error("source `{name}` at {url}: {message}")]
+    Source {
+        /// The source's name in the job.
+        name: String,
+        /// Its location.
+        url: String,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// A column the query (or a model) needs is missing.
+    #[error("column `{column}` not found in {table}; available columns: {available}")]
+    MissingColumn {
+        /// The table(s) searched.
+        table: String,
+        /// The missing column.
+        column: String,
+        /// Comma-separated list of what exists.
+        available: String,
+    },
+
+    /// The input data breaks an expectation found while planning or running.
+    #[error("input data: {source}")]
+    InputData {
+        /// The underlying error.
+        #[source]
+        source: DataFusionError,
+    },
+
+    /// A model could not be resolved, verified or loaded.
+    #[error(transparent)]
+    Model(Box<scorch_udfs::Error>),
+
+    /// A quality gate failed; nothing was published.
+    #[error("quality gate failed, nothing published: {}", failures.join("; "))]
+    QualityGate {
+        /// One line per failed check.
+        failures: Vec<String>,
+    },
+
+    /// Another run committed overlapping partitions first.
+    #[error(
+        "commit conflict on {output}: run {other_run} committed version {version} with partitions [{partitions}] \
+         after this run started; this run published nothing"
+    )]
+    Conflict {
+        /// The output table.
+        output: String,
+        /// The winning run.
+        other_run: String,
+        /// The version it committed.
+        version: u64,
+        /// The partitions both runs wrote.
+        partitions: String,
+    },
+
+    /// An object store operation failed.
+    #[error("storage: {action} {location}")]
+    Storage {
+        /// What scorch was doing.
+        action: &'static str,
+        /// Where.
+        location: String,
+        /// The store's error.
+        #[source]
+        source: object_store::Error,
+    },
+
+    /// A URL or path in the job or on the command line is not usable.
+    #[error("location `{location}`: {message}")]
+    Location {
+        /// The offending text.
+        location: String,
+        /// Why.
+        message: String,
+    },
+
+    /// The table's commit log is unreadable or inconsistent.
+    #[error("table {output}: {message}")]
+    Table {
+        /// The output table.
+        output: String,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// DataFusion failed while executing.
+    #[error("execution: {0}")]
+    Execution(#[source] DataFusionError),
+
+    /// Parquet metadata could not be read.
+    #[error("parquet {path}: {source}")]
+    Parquet {
+        /// The file.
+        path: String,
+        /// The parquet error.
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+
+    /// Local file I/O outside the object stores (demo, logs).
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A failure in the demo's training step.
+    #[error("training: {0}")]
+    Training(#[source] candle_core::Error),
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<scorch_udfs::Error> for Error {
+    fn from(e: scorch_udfs::Error) -> Self {
+        Error::Model(Box::new(e))
+    }
+}
+
+impl Error {
+    /// The exit code this error maps to.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Error::JobFileIo { .. }
+            | Error::JobFile { .. }
+            | Error::Param { .. }
+            | Error::Sql { .. } => ExitCode::Usage,
+            Error::Location { .. } => ExitCode::Usage,
+            Error::Source { .. }
+            | Error::MissingColumn { .. }
+            | Error::InputData { .. }
+            | Error::Parquet { .. } => ExitCode::InputData,
+            Error::Model(e) => match e.as_ref() {
+                scorch_udfs::Error::BadArguments { .. }
+                | scorch_udfs::Error::UnknownModel { .. } => ExitCode::Usage,
+                scorch_udfs::Error::DeviceUnavailable { .. } => ExitCode::Usage,
+                scorch_udfs::Error::Store { source, .. } if is_not_found(source) => ExitCode::Model,
+                scorch_udfs::Error::Store { .. } => ExitCode::Storage,
+                _ => ExitCode::Model,
+            },
+            Error::QualityGate { .. } => ExitCode::QualityGate,
+            Error::Conflict { .. } => ExitCode::Conflict,
+            Error::Storage { .. } | Error::Table { .. } => ExitCode::Storage,
+            Error::Execution(e) => classify_datafusion(e),
+            Error::Io { .. } | Error::Training(_) => ExitCode::Internal,
+        }
+    }
+
+    /// Wraps a DataFusion error from planning or running a job's query, recognising the causes
+    /// that have a more precise variant (a model error, a missing column, a storage failure).
+    pub fn from_query(job: &str, e: DataFusionError) -> Self {
+        let e = match take_model_error(e) {
+            Ok(model) => return Error::from(model),
+            Err(e) => e,
+        };
+        match e.find_root() {
+            DataFusionError::SchemaError(schema_error, _) => {
+                if let datafusion::common::SchemaError::FieldNotFound {
+                    field,
+                    valid_fields,
+                } = schema_error.as_ref()
+                {
+                    let mut available: Vec<String> =
+                        valid_fields.iter().map(|c| c.name.clone()).collect();
+                    available.sort();
+                    available.dedup();
+                    let table = field
+                        .relation
+                        .as_ref()
+                        .map(|r| format!("table `{r}`"))
+                        .unwrap_or_else(|| format!("the sources of job `{job}`"));
+                    return Error::MissingColumn {
+                        table,
+                        column: field.name.clone(),
+                        available: available.join(", "),
+                    };
+                }
+                Error::Sql {
+                    job: job.to_string(),
+                    source: e,
+                }
+            }
+            DataFusionError::ObjectStore(_) | DataFusionError::IoError(_) => Error::Execution(e),
+            DataFusionError::ParquetError(_) | DataFusionError::ArrowError(_, _) => {
+                Error::InputData { source: e }
+            }
+            DataFusionError::SQL(_, _)
+            | DataFusionError::Plan(_)
+            | DataFusionError::NotImplemented(_) => Error::Sql {
+                job: job.to_string(),
+                source: e,
+            },
+            _ => Error::Execution(e),
+        }
+    }
+}
+
+fn is_not_found(e: &object_store::Error) -> bool {
+    matches!(e, object_store::Error::NotFound { .. })
+}
+
+/// Takes a `scorch_udfs::Error` out of a DataFusion error (possibly under context layers).
+fn take_model_error(e: DataFusionError) -> Result<scorch_udfs::Error, DataFusionError> {
+    match e {
+        DataFusionError::External(boxed) => boxed
+            .downcast::<scorch_udfs::Error>()
+            .map(|model| *model)
+            .map_err(DataFusionError::External),
+        DataFusionError::Context(context, inner) => take_model_error(*inner)
+            .map_err(|inner| DataFusionError::Context(context, Box::new(inner))),
+        other => Err(other),
+    }
+}
+
+fn classify_datafusion(e: &DataFusionError) -> ExitCode {
+    match e.find_root() {
+        DataFusionError::ObjectStore(_) | DataFusionError::IoError(_) => ExitCode::Storage,
+        DataFusionError::ParquetError(_) => ExitCode::InputData,
+        DataFusionError::ResourcesExhausted(_) => ExitCode::Internal,
+        _ => ExitCode::Internal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::common::{Column, SchemaError};
+
+    use super::*;
+
+    #[test]
+    fn missing_column_lists_what_exists() {
+        let e = DataFusionError::SchemaError(
+            Box::new(SchemaError::FieldNotFound {
+                field: Box::new(Column::new(Some("features"), "tenure")),
+                valid_fields: vec![
+                    Column::new(Some("features"), "b"),
+                    Column::new(Some("features"), "a"),
+                ],
+            }),
+            Box::new(None),
+        );
+        let err = Error::from_query("churn", e);
+        assert_eq!(err.exit_code(), ExitCode::InputData);
+        assert_eq!(
+            err.to_string(),
+            "column `tenure` not found in table `features`; available columns: a, b"
+        );
+    }
+
+    #[test]
+    fn model_errors_are_found_inside_datafusion_errors() {
+        let model = scorch_udfs::Error::HashMismatch {
+            name: "churn".into(),
+            uri: "file:///m".into(),
+            expected: "a".into(),
+            actual: "b".into(),
+        };
+        let wrapped =
+            DataFusionError::Context("planning".into(), Box::new(DataFusionError::from(model)));
+        let err = Error::from_query("job", wrapped);
+        assert_eq!(err.exit_code(), ExitCode::Model);
+        assert!(err.to_string().contains("SHA-256 mismatch"), "{err}");
+    }
+}

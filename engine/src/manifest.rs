@@ -1,0 +1,127 @@
+//! Run manifests: the audit record of one run, written beside the table it produced.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::checks::CheckResult;
+use crate::job::WriteMode;
+use crate::scan::{InputFile, ScanMetrics};
+
+/// Version of scorch that wrote a manifest.
+pub const SCORCH_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Committed and published.
+    Committed,
+    /// A quality gate failed; nothing was published.
+    RejectedByChecks,
+}
+
+/// A model a run used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelUse {
+    /// Name in SQL.
+    pub name: String,
+    /// Package location.
+    pub uri: String,
+    /// Semantic version.
+    pub version: String,
+    /// Package SHA-256.
+    pub sha256: String,
+    /// Runtime format.
+    pub format: String,
+}
+
+/// Row counts of a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RowCounts {
+    /// Rows the scans produced.
+    pub read: u64,
+    /// Rows written.
+    pub written: u64,
+    /// Written rows whose prediction is `NULL` because a feature broke the model's input
+    /// contract.
+    pub unscored: u64,
+}
+
+/// Timings of a run's phases, in milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    /// Job loading, model verification and loading, planning.
+    pub plan_ms: u64,
+    /// Scanning, scoring and writing staged files.
+    pub execute_ms: u64,
+    /// Checks and the commit.
+    pub commit_ms: u64,
+    /// Moving files into place.
+    pub publish_ms: u64,
+    /// Start to end.
+    pub total_ms: u64,
+}
+
+/// What a run wrote.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OutputSummary {
+    /// Table root.
+    pub url: String,
+    /// Overwrite or append.
+    pub mode: Option<WriteMode>,
+    /// Partitions written.
+    pub partitions: Vec<String>,
+    /// Data files written.
+    pub files: u64,
+    /// Bytes written.
+    pub bytes: u64,
+    /// The committed version, when committed.
+    pub version: Option<u64>,
+}
+
+/// The audit record of one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunManifest {
+    /// scorch's version.
+    pub scorch_version: String,
+    /// Unique, time-ordered run id.
+    pub run_id: String,
+    /// How the run ended.
+    pub status: RunStatus,
+    /// Job name.
+    pub job: String,
+    /// Job file path as given.
+    pub job_file: String,
+    /// Start time; also every row's `_scored_at`.
+    pub started_at: DateTime<Utc>,
+    /// End time.
+    pub finished_at: DateTime<Utc>,
+    /// Bound parameters, as text.
+    pub params: BTreeMap<String, String>,
+    /// The query (placeholders unbound: parameters are in `params`).
+    pub sql: String,
+    /// Models used by the query.
+    pub models: Vec<ModelUse>,
+    /// Fingerprint of the input files.
+    pub data_sha256: String,
+    /// The input files after partition pruning.
+    pub inputs: Vec<InputFile>,
+    /// Row counts.
+    pub rows: RowCounts,
+    /// Scan counters (pruning, bytes).
+    pub scan: ScanMetrics,
+    /// Parquet files the sources hold in total (before partition pruning).
+    pub source_files_total: u64,
+    /// Output.
+    pub output: OutputSummary,
+    /// Quality gates.
+    pub checks: Vec<CheckResult>,
+    /// Phase timings.
+    pub timings: Timings,
+    /// Device models ran on.
+    pub device: String,
+    /// Partitions processed at once.
+    pub target_partitions: usize,
+}

@@ -1,0 +1,868 @@
+//! Running a job: plan, score, stage, check, commit, publish.
+//!
+//! [`prepare`] does everything up to the physical plan (bind parameters, resolve and verify
+//! models, register sources, plan the SQL, fingerprint the inputs); `scorch validate` and
+//! `scorch explain` stop there. [`run`] then writes the stamped output under the run's staging
+//! prefix, checks the quality gates and commits through [`Table`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arrow::datatypes::{DataType, TimeUnit};
+use chrono::{DateTime, Utc};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::config::TableParquetOptions;
+use datafusion::dataframe::DataFrame;
+use datafusion::datasource::file_format::format_as_file_type;
+use datafusion::datasource::file_format::parquet::ParquetFormatFactory;
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::execution::context::SQLOptions;
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
+use datafusion::physical_plan::{ExecutionPlan, collect, displayable};
+use datafusion::prelude::{SessionContext, lit};
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use scorch_udfs::{DeviceSpec, ModelCatalog, ModelLoader, ModelPackage, ModelRef};
+use serde::Serialize;
+
+use crate::checks;
+use crate::error::{Error, Result};
+use crate::failpoint;
+use crate::job::{BoundParams, JobSpec};
+use crate::manifest::{
+    ModelUse, OutputSummary, RowCounts, RunManifest, RunStatus, SCORCH_VERSION, Timings,
+};
+use crate::progress::CountRowsExec;
+use crate::registry::StoreRegistry;
+use crate::scan::{self, PlannedScan, ScanEstimate};
+use crate::session::{self, SessionSettings};
+use crate::table::{DataFile, StagedFile, Table, data_file_path};
+
+/// Names of the stamp columns added to every output row.
+pub const STAMP_COLUMNS: [&str; 6] = [
+    "_model",
+    "_model_version",
+    "_model_sha256",
+    "_data_sha256",
+    "_run_id",
+    "_scored_at",
+];
+
+/// How to run a job, beyond the job file.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// `--param key=value` overrides.
+    pub params: Vec<(String, String)>,
+    /// Partitions scored at once (overrides the job's `[execution]`).
+    pub target_partitions: Option<usize>,
+    /// Rows per batch (overrides the job's `[execution]`).
+    pub batch_size: Option<usize>,
+    /// Device (overrides the job's `[execution]`).
+    pub device: Option<DeviceSpec>,
+    /// Draw a progress bar on stderr when it is a terminal.
+    pub progress: bool,
+}
+
+/// A job planned and ready to execute.
+pub struct Prepared {
+    /// The job.
+    pub job: JobSpec,
+    /// Bound parameters.
+    pub params: BoundParams,
+    /// Stores in use.
+    pub stores: Arc<StoreRegistry>,
+    /// The session.
+    pub ctx: SessionContext,
+    /// Models resolved and verified, by SQL name.
+    pub packages: BTreeMap<String, ModelPackage>,
+    /// The catalog the session carries.
+    pub catalog: ModelCatalog,
+    /// The query with parameters bound.
+    pub query: DataFrame,
+    /// The physical plan of the query.
+    pub physical: Arc<dyn ExecutionPlan>,
+    /// The scans it performs.
+    pub scans: Vec<PlannedScan>,
+    /// Fingerprint of the input files.
+    pub data_sha256: String,
+    /// Models the query calls.
+    pub models_used: BTreeSet<String>,
+    /// Warnings found while planning (argument names that differ from the model's inputs).
+    pub warnings: Vec<String>,
+    /// Device.
+    pub device: DeviceSpec,
+    /// Session settings.
+    pub settings: SessionSettings,
+    /// Time spent preparing.
+    pub plan_time: Duration,
+    /// Whether to draw a progress bar.
+    pub show_progress: bool,
+}
+
+/// Plans a job without executing it.
+pub async fn prepare(job: &JobSpec, options: &RunOptions) -> Result<Prepared> {
+    let started = Instant::now();
+    let params = job.bind(&options.params)?;
+    let stores = Arc::new(StoreRegistry::new());
+    let device = match (options.device, &job.execution.device) {
+        (Some(d), _) => d,
+        (None, Some(text)) => text.parse()?,
+        (None, None) => DeviceSpec::Auto,
+    };
+    let loader = ModelLoader::try_new(
+        Arc::clone(&stores) as Arc<dyn scorch_udfs::StoreResolver>,
+        device,
+    )?;
+
+    let mut catalog = ModelCatalog::new();
+    let mut packages = BTreeMap::new();
+    for decl in &job.models {
+        let package = loader.fetch(decl.location.url().as_str()).await?;
+        match &decl.sha256 {
+            Some(pin) => package.verify(&decl.name, pin)?,
+            None => tracing::warn!(
+                model = %decl.name,
+                sha256 = %package.sha256,
+                "model is not pinned: add `sha256 = \"{}\"` to [models.{}] to make runs reproducible",
+                package.sha256,
+                decl.name
+            ),
+        }
+        loader.load_package(&decl.name, &package).await?;
+        catalog.insert(ModelRef::from_package(&decl.name, &package));
+        packages.insert(decl.name.clone(), package);
+    }
+
+    let defaults = SessionSettings::default();
+    let settings = SessionSettings {
+        target_partitions: options
+            .target_partitions
+            .or(job.execution.target_partitions)
+            .unwrap_or(defaults.target_partitions),
+        batch_size: options
+            .batch_size
+            .or(job.execution.batch_size)
+            .unwrap_or(defaults.batch_size),
+    };
+    let ctx = session::local_context(&settings, catalog.clone(), loader);
+    for source in &job.sources {
+        session::register_source(&ctx, &stores, source).await?;
+    }
+    stores.register_with(ctx.runtime_env().as_ref(), &job.output.location)?;
+
+    let sql_options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let df = ctx
+        .sql_with_options(&job.sql, sql_options)
+        .await
+        .map_err(|e| Error::from_query(&job.name, e))?;
+    let used_params = df
+        .logical_plan()
+        .get_parameter_types()
+        .map_err(|e| Error::from_query(&job.name, e))?;
+    let mut values = HashMap::new();
+    for placeholder in used_params.keys() {
+        let name = placeholder.trim_start_matches('$');
+        let value = params.get(name).ok_or_else(|| Error::Param {
+            name: name.to_string(),
+            message: format!(
+                "the query uses {placeholder} but job `{}` declares no parameter `{name}`; add it under [params]",
+                job.name
+            ),
+        })?;
+        values.insert(name.to_string(), value.clone());
+    }
+    let query = if values.is_empty() {
+        df
+    } else {
+        df.with_param_values(ParamValues::from(values))
+            .map_err(|e| Error::from_query(&job.name, e))?
+    };
+    let models_used = models_in_plan(query.logical_plan());
+    let warnings = argument_warnings(query.logical_plan(), &catalog);
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    let physical = query
+        .clone()
+        .create_physical_plan()
+        .await
+        .map_err(|e| Error::from_query(&job.name, e))?;
+    let scans = scan::planned_scans(&physical);
+    let data_sha256 = scan::data_sha256(&scans);
+    Ok(Prepared {
+        job: job.clone(),
+        params,
+        stores,
+        ctx,
+        packages,
+        catalog,
+        query,
+        physical,
+        scans,
+        data_sha256,
+        models_used,
+        warnings,
+        device,
+        settings,
+        plan_time: started.elapsed(),
+        show_progress: options.progress,
+    })
+}
+
+/// Names of the models a plan calls through `predict`.
+fn models_in_plan(plan: &LogicalPlan) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for_each_predict(plan, |model, _| {
+        names.insert(model.to_string());
+    });
+    names
+}
+
+fn for_each_predict(plan: &LogicalPlan, mut f: impl FnMut(&str, &[Expr])) {
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::ScalarFunction(call) = e
+                    && call.func.name() == scorch_udfs::functions::predict::NAME
+                    && let Some(Expr::Literal(ScalarValue::Utf8(Some(model)), _)) =
+                        call.args.first()
+                {
+                    f(model, &call.args[1..]);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })?;
+        Ok(TreeNodeRecursion::Continue)
+    });
+}
+
+/// Warnings for `predict` arguments that are plain columns named like a different input of the
+/// model: the classic bug of passing features in the wrong order.
+fn argument_warnings(plan: &LogicalPlan, catalog: &ModelCatalog) -> Vec<String> {
+    let mut warnings = BTreeSet::new();
+    for_each_predict(plan, |model, args| {
+        let Ok(model_ref) = catalog.get(model) else {
+            return;
+        };
+        let inputs: Vec<&str> = model_ref.inputs.iter().map(|i| i.name.as_str()).collect();
+        for (i, (arg, input)) in args.iter().zip(&inputs).enumerate() {
+            if let Expr::Column(c) = arg
+                && c.name != *input
+                && inputs.contains(&c.name.as_str())
+            {
+                warnings.insert(format!(
+                    "predict('{model}'): argument {} is column `{}` but the model's input {} is `{input}`; \
+                     features must follow the order of the model's manifest",
+                    i + 2,
+                    c.name,
+                    i + 1
+                ));
+            }
+        }
+    });
+    warnings.into_iter().collect()
+}
+
+/// The result of a committed run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// The run manifest.
+    pub manifest: RunManifest,
+    /// A version an earlier, interrupted run committed and this run published first.
+    pub recovered: Option<u64>,
+    /// Rows per second of the execute phase.
+    pub rows_per_second: f64,
+}
+
+/// Stamp values for one run.
+struct Stamps {
+    model: Option<String>,
+    version: Option<String>,
+    sha256: Option<String>,
+    data_sha256: String,
+    run_id: String,
+    scored_at: DateTime<Utc>,
+}
+
+impl Stamps {
+    fn new(prepared: &Prepared, run_id: &str, scored_at: DateTime<Utc>) -> Self {
+        let used: Vec<&ModelRef> = prepared
+            .models_used
+            .iter()
+            .filter_map(|n| prepared.catalog.get(n).ok())
+            .collect();
+        let join = |f: fn(&ModelRef) -> &str| {
+            (!used.is_empty()).then(|| used.iter().map(|m| f(m)).collect::<Vec<_>>().join(","))
+        };
+        Self {
+            model: join(|m| &m.name),
+            version: join(|m| &m.version),
+            sha256: join(|m| &m.sha256),
+            data_sha256: prepared.data_sha256.clone(),
+            run_id: run_id.to_string(),
+            scored_at,
+        }
+    }
+
+    fn columns(&self) -> Vec<(&'static str, ScalarValue)> {
+        vec![
+            ("_model", ScalarValue::Utf8(self.model.clone())),
+            ("_model_version", ScalarValue::Utf8(self.version.clone())),
+            ("_model_sha256", ScalarValue::Utf8(self.sha256.clone())),
+            (
+                "_data_sha256",
+                ScalarValue::Utf8(Some(self.data_sha256.clone())),
+            ),
+            ("_run_id", ScalarValue::Utf8(Some(self.run_id.clone()))),
+            (
+                "_scored_at",
+                ScalarValue::TimestampMicrosecond(
+                    Some(self.scored_at.timestamp_micros()),
+                    Some("UTC".into()),
+                ),
+            ),
+        ]
+    }
+
+    fn footer(&self, job: &str) -> HashMap<String, Option<String>> {
+        let mut kv = HashMap::new();
+        kv.insert("scorch.version".into(), Some(SCORCH_VERSION.to_string()));
+        kv.insert("scorch.job".into(), Some(job.to_string()));
+        kv.insert("scorch.model".into(), self.model.clone());
+        kv.insert("scorch.model_version".into(), self.version.clone());
+        kv.insert("scorch.model_sha256".into(), self.sha256.clone());
+        kv.insert("scorch.data_sha256".into(), Some(self.data_sha256.clone()));
+        kv.insert("scorch.run_id".into(), Some(self.run_id.clone()));
+        kv.insert("scorch.scored_at".into(), Some(self.scored_at.to_rfc3339()));
+        kv
+    }
+}
+
+/// Runs a job to a committed, published table.
+pub async fn run(job: &JobSpec, options: &RunOptions) -> Result<RunReport> {
+    let started = Instant::now();
+    let started_at = Utc::now();
+    let prepared = prepare(job, options).await?;
+    let store = prepared.stores.store(&job.output.location)?;
+    let table = Table::new(job.output.location.clone(), Arc::clone(&store));
+    let recovered = table.recover().await?;
+    let base = table.latest_version().await?;
+    let run_id = uuid::Uuid::now_v7().to_string();
+    tracing::info!(job = %job.name, run_id = %run_id, output = %job.output.location, "run started");
+
+    let stamps = Stamps::new(&prepared, &run_id, started_at);
+    let staging = table.staging(&run_id);
+    let outcome = execute_and_commit(
+        &prepared, &table, &store, base, &stamps, started, started_at,
+    )
+    .await;
+    match outcome {
+        Ok((manifest, rows_per_second)) => Ok(RunReport {
+            manifest,
+            recovered,
+            rows_per_second,
+        }),
+        Err((e, committed)) => {
+            if !committed && let Err(cleanup) = table.remove_prefix(&staging).await {
+                tracing::warn!(error = %cleanup, staging = %staging, "could not remove this run's staged files; `scorch gc` will");
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn execute_and_commit(
+    prepared: &Prepared,
+    table: &Table,
+    store: &Arc<dyn ObjectStore>,
+    base: Option<u64>,
+    stamps: &Stamps,
+    started: Instant,
+    started_at: DateTime<Utc>,
+) -> Result<(RunManifest, f64), (Error, bool)> {
+    let not_committed = |e: Error| (e, false);
+    let job = &prepared.job;
+
+    // Stamp, then write under the staging prefix.
+    let schema = prepared.query.schema().clone();
+    for name in STAMP_COLUMNS {
+        if schema.has_column_with_unqualified_name(name) {
+            return Err(not_committed(Error::JobFile {
+                path: job.path.clone(),
+                message: format!(
+                    "the query returns a column `{name}`, which scorch adds to every row; rename it"
+                ),
+            }));
+        }
+    }
+    for col in &job.output.partition_by {
+        if !schema.has_column_with_unqualified_name(col) {
+            return Err(not_committed(Error::JobFile {
+                path: job.path.clone(),
+                message: format!(
+                    "output.partition_by: the query returns no column `{col}` (it returns: {})",
+                    schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }));
+        }
+    }
+    let prediction_columns: Vec<String> = schema
+        .fields()
+        .iter()
+        .filter(|f| {
+            f.metadata()
+                .contains_key(scorch_udfs::functions::predict::PREDICTION_METADATA)
+        })
+        .map(|f| f.name().clone())
+        .collect();
+    let mut stamped = prepared.query.clone();
+    for (name, value) in stamps.columns() {
+        stamped = stamped
+            .with_column(name, lit(value))
+            .map_err(|e| not_committed(Error::from_query(&job.name, e)))?;
+    }
+    let mut parquet = TableParquetOptions::default();
+    parquet.global.compression = Some(job.output.compression.clone());
+    parquet.key_value_metadata = stamps.footer(&job.name);
+    let file_type = format_as_file_type(Arc::new(ParquetFormatFactory::new_with_options(parquet)));
+    let staging = table.staging(&stamps.run_id);
+    let copy = LogicalPlanBuilder::copy_to(
+        stamped.logical_plan().clone(),
+        staging.url().to_string(),
+        file_type,
+        HashMap::new(),
+        job.output.partition_by.clone(),
+    )
+    .and_then(|b| b.build())
+    .map_err(|e| not_committed(Error::from_query(&job.name, e)))?;
+    let state = prepared.ctx.state();
+    let physical = state
+        .create_physical_plan(&copy)
+        .await
+        .map_err(|e| not_committed(Error::from_query(&job.name, e)))?;
+    let rows_counter = Arc::new(AtomicU64::new(0));
+    let physical =
+        count_scan_rows(physical, &rows_counter).map_err(|e| not_committed(Error::Execution(e)))?;
+
+    failpoint::hit("before-write");
+    let execute_started = Instant::now();
+    let total_rows_hint = prepared
+        .scans
+        .iter()
+        .map(|s| s.rows_in_files)
+        .sum::<Option<u64>>();
+    let bar = progress_bar(
+        prepared.show_progress,
+        total_rows_hint,
+        Arc::clone(&rows_counter),
+    );
+    let result = collect(Arc::clone(&physical), prepared.ctx.task_ctx()).await;
+    if let Some((bar, handle)) = bar {
+        handle.abort();
+        bar.finish_and_clear();
+    }
+    result.map_err(|e| not_committed(Error::from_query(&job.name, e)))?;
+    let execute_time = execute_started.elapsed();
+    let scan_metrics = scan::scan_metrics(&physical);
+
+    // What was staged.
+    let staged = staged_files(table, store, &staging, &stamps.run_id, &prediction_columns)
+        .await
+        .map_err(not_committed)?;
+    failpoint::hit("staged");
+    let rows = RowCounts {
+        read: scan_metrics.rows,
+        written: staged.iter().map(|s| s.0.file.rows).sum(),
+        unscored: staged.iter().map(|s| s.1).sum(),
+    };
+    let partitions: BTreeSet<String> = staged.iter().map(|s| s.0.file.partition.clone()).collect();
+    let staged: Vec<StagedFile> = staged.into_iter().map(|s| s.0).collect();
+    let check_results = checks::evaluate(&job.checks, &rows);
+    let commit_started = Instant::now();
+    let source_files_total = count_source_files(prepared).await.map_err(not_committed)?;
+    let mut manifest = RunManifest {
+        scorch_version: SCORCH_VERSION.to_string(),
+        run_id: stamps.run_id.clone(),
+        status: RunStatus::Committed,
+        job: job.name.clone(),
+        job_file: job.path.display().to_string(),
+        started_at,
+        finished_at: Utc::now(),
+        params: prepared
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect(),
+        sql: job.sql.clone(),
+        models: prepared
+            .models_used
+            .iter()
+            .filter_map(|n| prepared.catalog.get(n).ok())
+            .map(|m| ModelUse {
+                name: m.name.clone(),
+                uri: m.uri.clone(),
+                version: m.version.clone(),
+                sha256: m.sha256.clone(),
+                format: m.format.to_string(),
+            })
+            .collect(),
+        data_sha256: prepared.data_sha256.clone(),
+        inputs: prepared
+            .scans
+            .iter()
+            .flat_map(|s| s.files.clone())
+            .collect(),
+        rows,
+        scan: scan_metrics,
+        source_files_total,
+        output: OutputSummary {
+            url: job.output.location.to_string(),
+            mode: Some(job.output.mode),
+            partitions: partitions.iter().cloned().collect(),
+            files: staged.len() as u64,
+            bytes: staged.iter().map(|s| s.file.size).sum(),
+            version: None,
+        },
+        checks: check_results.clone(),
+        timings: Timings {
+            plan_ms: millis(prepared.plan_time),
+            execute_ms: millis(execute_time),
+            ..Default::default()
+        },
+        device: prepared.device.to_string(),
+        target_partitions: prepared.settings.target_partitions,
+    };
+    let failures = checks::failures(&check_results);
+    if !failures.is_empty() {
+        manifest.status = RunStatus::RejectedByChecks;
+        manifest.finished_at = Utc::now();
+        let value = serde_json::to_value(&manifest).expect("a manifest always serialises");
+        if let Err(e) = table.write_run_manifest(&stamps.run_id, &value).await {
+            tracing::warn!(error = %e, "could not write the manifest of the rejected run");
+        }
+        return Err(not_committed(Error::QualityGate { failures }));
+    }
+
+    failpoint::hit("before-commit");
+    let value = serde_json::to_value(&manifest).expect("a manifest always serialises");
+    let commit = table
+        .commit(
+            base,
+            &stamps.run_id,
+            &job.name,
+            job.output.mode,
+            staged,
+            partitions,
+            value,
+        )
+        .await
+        .map_err(not_committed)?;
+    let committed = |e: Error| (e, true);
+    failpoint::hit("committed");
+    manifest.timings.commit_ms = millis(commit_started.elapsed());
+    let publish_started = Instant::now();
+    table.publish(&commit).await.map_err(committed)?;
+    failpoint::hit("published");
+    manifest.output.version = Some(commit.version);
+    manifest.timings.publish_ms = millis(publish_started.elapsed());
+    manifest.timings.total_ms = millis(started.elapsed());
+    manifest.finished_at = Utc::now();
+    let value = serde_json::to_value(&manifest).expect("a manifest always serialises");
+    table
+        .write_run_manifest(&stamps.run_id, &value)
+        .await
+        .map_err(committed)?;
+    let rows_per_second = manifest.rows.written as f64 / execute_time.as_secs_f64().max(1e-9);
+    tracing::info!(
+        run_id = %stamps.run_id,
+        version = commit.version,
+        rows = manifest.rows.written,
+        unscored = manifest.rows.unscored,
+        rows_per_second = rows_per_second.round(),
+        "run committed"
+    );
+    Ok((manifest, rows_per_second))
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis().try_into().unwrap_or(u64::MAX)
+}
+
+/// Puts a row counter above every scan, so progress is measured in rows read.
+fn count_scan_rows(
+    plan: Arc<dyn ExecutionPlan>,
+    rows: &Arc<AtomicU64>,
+) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    plan.transform_up(|node| {
+        if node.is::<DataSourceExec>() {
+            let counted: Arc<dyn ExecutionPlan> =
+                Arc::new(CountRowsExec::new(node, Arc::clone(rows)));
+            Ok(Transformed::yes(counted))
+        } else {
+            Ok(Transformed::no(node))
+        }
+    })
+    .map(|t| t.data)
+}
+
+type ProgressHandle = (indicatif::ProgressBar, tokio::task::JoinHandle<()>);
+
+fn progress_bar(enabled: bool, total: Option<u64>, rows: Arc<AtomicU64>) -> Option<ProgressHandle> {
+    if !enabled
+        || !std::io::stderr().is_terminal()
+        || std::env::var_os("SCORCH_NO_PROGRESS").is_some()
+    {
+        return None;
+    }
+    let bar = match total {
+        Some(n) => indicatif::ProgressBar::new(n),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} scoring [{bar:40}] {human_pos}/{human_len} rows ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let updater = bar.clone();
+    let handle = tokio::spawn(async move {
+        loop {
+            updater.set_position(rows.load(Ordering::Relaxed));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    Some((bar, handle))
+}
+
+/// Lists a run's staged files, reads each footer, and assigns the published names. Returns each
+/// file with its count of unscored rows (null predictions).
+async fn staged_files(
+    table: &Table,
+    store: &Arc<dyn ObjectStore>,
+    staging: &crate::location::Location,
+    run_id: &str,
+    prediction_columns: &[String],
+) -> Result<Vec<(StagedFile, u64)>> {
+    let prefix = staging.path();
+    let mut metas: Vec<_> = store
+        .list(Some(&prefix))
+        .try_collect()
+        .await
+        .map_err(|source| Error::Storage {
+            action: "list",
+            location: staging.to_string(),
+            source,
+        })?;
+    metas.sort_by(|a, b| a.location.cmp(&b.location));
+    let mut per_partition: BTreeMap<String, usize> = BTreeMap::new();
+    let mut out = Vec::new();
+    for meta in metas {
+        let Some(relative) = staging.relative(&meta.location) else {
+            continue;
+        };
+        if !relative.ends_with(".parquet") {
+            continue;
+        }
+        let partition = relative
+            .rsplit_once('/')
+            .map(|(dir, _)| dir.to_string())
+            .unwrap_or_default();
+        let metadata = scan::read_footer(store.as_ref(), &meta).await?;
+        let rows = metadata.file_metadata().num_rows().max(0) as u64;
+        if rows == 0 {
+            continue;
+        }
+        // Per prediction column, nulls of its first leaf; a row is unscored when any is null.
+        let mut unscored = 0u64;
+        for column in prediction_columns {
+            let mut nulls = 0u64;
+            for group in metadata.row_groups() {
+                if let Some(chunk) = group
+                    .columns()
+                    .iter()
+                    .find(|c| c.column_path().parts().first() == Some(column))
+                {
+                    nulls += chunk
+                        .statistics()
+                        .and_then(|s| s.null_count_opt())
+                        .unwrap_or(0);
+                }
+            }
+            unscored = unscored.max(nulls);
+        }
+        let index = per_partition.entry(partition.clone()).or_default();
+        let staged_path = table
+            .location()
+            .relative(&meta.location)
+            .unwrap_or_else(|| meta.location.to_string());
+        out.push((
+            StagedFile {
+                staged: staged_path,
+                file: DataFile {
+                    path: data_file_path(&partition, *index, run_id),
+                    partition,
+                    size: meta.size,
+                    rows,
+                    run_id: run_id.to_string(),
+                },
+            },
+            unscored,
+        ));
+        *index += 1;
+    }
+    Ok(out)
+}
+
+async fn count_source_files(prepared: &Prepared) -> Result<u64> {
+    let mut total = 0;
+    for source in &prepared.job.sources {
+        let store = prepared.stores.store(&source.location)?;
+        let prefix = source.location.path();
+        let metas: Vec<_> =
+            store
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .map_err(|e| Error::Storage {
+                    action: "list",
+                    location: source.location.to_string(),
+                    source: e,
+                })?;
+        total += metas
+            .iter()
+            .filter(|m| {
+                m.location
+                    .filename()
+                    .is_some_and(|n| n.ends_with(".parquet"))
+            })
+            .count() as u64;
+    }
+    Ok(total)
+}
+
+/// What `scorch explain` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExplainReport {
+    /// The physical plan, indented.
+    pub physical_plan: String,
+    /// Per source: files, row groups and bytes the run would read against the total.
+    pub scans: Vec<ScanEstimate>,
+    /// Fingerprint of the input files.
+    pub data_sha256: String,
+    /// Models the query calls.
+    pub models: Vec<String>,
+    /// Bound parameters.
+    pub params: BTreeMap<String, String>,
+    /// Warnings found while planning.
+    pub warnings: Vec<String>,
+}
+
+/// Plans a job and estimates what it would read, without scoring.
+pub async fn explain(job: &JobSpec, options: &RunOptions) -> Result<ExplainReport> {
+    let prepared = prepare(job, options).await?;
+    let scans = scan::estimate(&prepared.stores, &job.sources, &prepared.scans).await?;
+    Ok(ExplainReport {
+        physical_plan: displayable(prepared.physical.as_ref())
+            .indent(true)
+            .to_string(),
+        scans,
+        data_sha256: prepared.data_sha256.clone(),
+        models: prepared.models_used.iter().cloned().collect(),
+        params: prepared
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect(),
+        warnings: prepared.warnings.clone(),
+    })
+}
+
+/// What `scorch validate` checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct ValidateReport {
+    /// Job name.
+    pub job: String,
+    /// Models, verified.
+    pub models: Vec<ModelUse>,
+    /// Sources and their columns.
+    pub sources: BTreeMap<String, Vec<String>>,
+    /// Output columns, stamps included.
+    pub output_columns: Vec<(String, String)>,
+    /// Warnings.
+    pub warnings: Vec<String>,
+}
+
+/// Checks a job end to end without scoring: job file, parameters, model hashes and weights,
+/// source schemas against the query and the models' declared inputs, output partitioning.
+pub async fn validate(job: &JobSpec, options: &RunOptions) -> Result<ValidateReport> {
+    let prepared = prepare(job, options).await?;
+    let schema = prepared.query.schema();
+    for col in &job.output.partition_by {
+        if !schema.has_column_with_unqualified_name(col) {
+            return Err(Error::JobFile {
+                path: job.path.clone(),
+                message: format!("output.partition_by: the query returns no column `{col}`"),
+            });
+        }
+    }
+    let mut sources = BTreeMap::new();
+    for source in &job.sources {
+        let table = prepared
+            .ctx
+            .table_provider(source.name.as_str())
+            .await
+            .map_err(|e| Error::from_query(&job.name, e))?;
+        sources.insert(
+            source.name.clone(),
+            table
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| format!("{} {}", f.name(), f.data_type()))
+                .collect(),
+        );
+    }
+    let mut output_columns: Vec<(String, String)> = schema
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().to_string()))
+        .collect();
+    output_columns.extend(STAMP_COLUMNS.iter().map(|c| {
+        let t = if *c == "_scored_at" {
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        } else {
+            DataType::Utf8
+        };
+        (c.to_string(), t.to_string())
+    }));
+    Ok(ValidateReport {
+        job: job.name.clone(),
+        models: prepared
+            .packages
+            .iter()
+            .map(|(name, p)| ModelUse {
+                name: name.clone(),
+                uri: p.uri.clone(),
+                version: p.manifest.version.to_string(),
+                sha256: p.sha256.clone(),
+                format: p.manifest.format.to_string(),
+            })
+            .collect(),
+        sources,
+        output_columns,
+        warnings: prepared.warnings.clone(),
+    })
+}

@@ -1,0 +1,127 @@
+//! Sessions: a DataFusion context configured for scoring, with the job's stores, sources, model
+//! catalog and scoring functions registered.
+
+use std::sync::Arc;
+
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use scorch_udfs::{ModelCatalog, ModelLoader, ScorchOptions};
+
+use crate::error::{Error, Result};
+use crate::job::{ParamType, Source};
+use crate::registry::StoreRegistry;
+
+/// Default rows per batch handed to a model.
+pub const DEFAULT_BATCH_SIZE: usize = 8192;
+
+/// How a session executes.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// Partitions processed at once.
+    pub target_partitions: usize,
+    /// Rows per batch.
+    pub batch_size: usize,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            target_partitions: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            batch_size: DEFAULT_BATCH_SIZE,
+        }
+    }
+}
+
+/// The DataFusion configuration scorch scores with: pruning and pushdown on, and the model
+/// catalog as a config extension so it travels with every plan.
+pub fn session_config(settings: &SessionSettings, catalog: ModelCatalog) -> SessionConfig {
+    let mut config = SessionConfig::new()
+        .with_target_partitions(settings.target_partitions)
+        .with_batch_size(settings.batch_size)
+        .with_information_schema(false)
+        .with_option_extension(ScorchOptions::new(catalog));
+    let options = config.options_mut();
+    let parquet = &mut options.execution.parquet;
+    parquet.pruning = true;
+    parquet.pushdown_filters = true;
+    parquet.reorder_filters = true;
+    parquet.enable_page_index = true;
+    parquet.bloom_filter_on_read = true;
+    // Plain Utf8/Binary columns: what every downstream reader (Spark, Trino, older pyarrow) reads.
+    parquet.schema_force_view_types = false;
+    options.execution.collect_statistics = true;
+    config
+}
+
+/// Builds a local (in-process) context with scorch's functions registered.
+pub fn local_context(
+    settings: &SessionSettings,
+    catalog: ModelCatalog,
+    loader: ModelLoader,
+) -> SessionContext {
+    let config = session_config(settings, catalog.clone());
+    let runtime = Arc::new(RuntimeEnv::default());
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .build();
+    let ctx = SessionContext::new_with_state(state);
+    for udf in scorch_udfs::functions::all_functions(loader, Arc::new(catalog)) {
+        ctx.register_udf(udf.as_ref().clone());
+    }
+    ctx
+}
+
+/// Registers a source as a listing table: hive partitions, statistics and pushdown on.
+pub async fn register_source(
+    ctx: &SessionContext,
+    stores: &StoreRegistry,
+    source: &Source,
+) -> Result<()> {
+    stores.register_with(ctx.runtime_env().as_ref(), &source.location)?;
+    let source_error = |message: String| Error::Source {
+        name: source.name.clone(),
+        url: source.location.to_string(),
+        message,
+    };
+    let url = ListingTableUrl::parse(source.location.url().as_str())
+        .map_err(|e| source_error(e.to_string()))?;
+    let state = ctx.state();
+    let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
+    let mut options = ListingOptions::new(Arc::new(format)).with_file_extension(".parquet");
+    let partition_columns = match &source.partition_columns {
+        Some(cols) => cols
+            .iter()
+            .map(|c| (c.name.clone(), c.ptype.data_type()))
+            .collect(),
+        None => options
+            .infer_partitions(&state, &url)
+            .await
+            .map_err(|e| source_error(format!("cannot list partitions: {e}")))?
+            .into_iter()
+            .map(|name| (name, ParamType::String.data_type()))
+            .collect(),
+    };
+    options = options.with_table_partition_cols(partition_columns);
+    let schema = options.infer_schema(&state, &url).await.map_err(|e| {
+        let text = e.to_string();
+        if text.contains("No files found") {
+            source_error("no Parquet files found".into())
+        } else {
+            source_error(format!("cannot read the schema: {e}"))
+        }
+    })?;
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(schema);
+    let table = ListingTable::try_new(config).map_err(|e| source_error(e.to_string()))?;
+    ctx.register_table(source.name.as_str(), Arc::new(table))
+        .map_err(|e| source_error(e.to_string()))?;
+    Ok(())
+}

@@ -1,0 +1,259 @@
+//! The commit protocol: idempotent reruns, partition overwrite, crash safety.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use crate::support::*;
+
+fn job(dir: &Path) -> String {
+    dir.join("churn.toml").to_str().expect("utf-8").to_string()
+}
+
+fn score(dir: &Path, ds: &str) -> Run {
+    run(&["run", &job(dir), "--param", &format!("ds={ds}"), "--json"])
+}
+
+#[test]
+fn rerunning_an_interval_replaces_it_exactly() {
+    let dir = demo_copy();
+    let out = dir.path().join("out/churn_scores");
+    let first = score(dir.path(), DAYS[2]);
+    first.assert_ok();
+    let first_manifest = first.json();
+    let rows1 = read_scores(&out);
+    assert!(!rows1.is_empty());
+    assert_eq!(
+        rows1.len() as u64,
+        first_manifest["rows"]["written"].as_u64().expect("written")
+    );
+
+    let second = score(dir.path(), DAYS[2]);
+    second.assert_ok();
+    let rows2 = read_scores(&out);
+
+    // Same rows, same predictions, same data fingerprint; no duplicates; a new run id.
+    assert_eq!(rows1.len(), rows2.len());
+    let ids: BTreeSet<(String, i64)> = rows2
+        .iter()
+        .map(|r| (r.ds.clone(), r.customer_id))
+        .collect();
+    assert_eq!(ids.len(), rows2.len(), "duplicate rows after a rerun");
+    for (a, b) in rows1.iter().zip(&rows2) {
+        assert_eq!(
+            (a.customer_id, a.probability, &a.data_sha256),
+            (b.customer_id, b.probability, &b.data_sha256)
+        );
+        assert_ne!(a.run_id, b.run_id);
+    }
+    assert_eq!(second.json()["data_sha256"], first_manifest["data_sha256"]);
+
+    let log = run(&["log", out.to_str().expect("utf-8"), "--json"]);
+    log.assert_ok();
+    let log = log.json();
+    assert_eq!(log["published_version"], 2);
+    let commits = log["commits"].as_array().expect("commits");
+    assert_eq!(
+        commits[1]["remove"].as_array().expect("remove").len(),
+        commits[0]["add"].as_array().expect("add").len()
+    );
+    assert!(out.join("_SUCCESS").exists());
+    // The staging prefix is gone after publishing.
+    assert!(snapshot(&out.join("_scorch/staging")).is_empty());
+}
+
+#[test]
+fn overwrite_leaves_other_partitions_untouched() {
+    let dir = demo_copy();
+    let out = dir.path().join("out/churn_scores");
+    score(dir.path(), DAYS[1]).assert_ok();
+    score(dir.path(), DAYS[2]).assert_ok();
+    let day1_before = snapshot(&out.join(format!("ds={}", DAYS[1])));
+    let day2_before: Vec<ScoreRow> = read_scores(&out)
+        .into_iter()
+        .filter(|r| r.ds == DAYS[2])
+        .collect();
+    score(dir.path(), DAYS[2]).assert_ok();
+    assert_eq!(
+        snapshot(&out.join(format!("ds={}", DAYS[1]))),
+        day1_before,
+        "another partition changed"
+    );
+    let rows = read_scores(&out);
+    let day2_after: Vec<&ScoreRow> = rows.iter().filter(|r| r.ds == DAYS[2]).collect();
+    assert_eq!(day2_after.len(), day2_before.len());
+    assert!(
+        day2_after
+            .iter()
+            .zip(&day2_before)
+            .all(|(a, b)| a.run_id != b.run_id && a.probability == b.probability)
+    );
+}
+
+/// Table state a reader cares about: data files (bytes), the published marker's version, and the
+/// number of log entries.
+type TableState = (Vec<(String, Vec<u8>)>, Option<u64>, usize);
+
+fn table_state(out: &Path) -> TableState {
+    let files = snapshot(out)
+        .into_iter()
+        .filter(|(k, _)| k.ends_with(".parquet") && !k.starts_with('_'))
+        .collect();
+    let marker = std::fs::read(out.join("_SUCCESS"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["version"].as_u64());
+    let log = snapshot(&out.join("_scorch/log")).len();
+    (files, marker, log)
+}
+
+#[test]
+fn sigkill_at_every_step_leaves_the_committed_table_intact() {
+    let before_commit = ["before-write", "staged", "before-commit"];
+    let after_commit = [
+        "committed",
+        "publish-start",
+        "publish-first-file",
+        "publish-before-success",
+        "published",
+    ];
+    for point in before_commit.iter().chain(&after_commit) {
+        let dir = demo_copy();
+        let out = dir.path().join("out/churn_scores");
+        score(dir.path(), DAYS[1]).assert_ok();
+        score(dir.path(), DAYS[2]).assert_ok();
+        let committed = table_state(&out);
+        let committed_rows = read_scores(&out);
+        let day1 = snapshot(&out.join(format!("ds={}", DAYS[1])));
+
+        let killed = run_env(
+            &[
+                "run",
+                &job(dir.path()),
+                "--param",
+                &format!("ds={}", DAYS[2]),
+            ],
+            &[("SCORCH_FAILPOINT", point)],
+        );
+        assert_eq!(
+            killed.signal,
+            Some(9),
+            "{point}: expected SIGKILL\n{}",
+            killed.stderr
+        );
+        // The untouched partition never changes, whatever the crash point.
+        assert_eq!(
+            snapshot(&out.join(format!("ds={}", DAYS[1]))),
+            day1,
+            "{point}: other partition changed"
+        );
+
+        if before_commit.contains(point) {
+            assert_eq!(
+                table_state(&out),
+                committed,
+                "{point}: committed table changed"
+            );
+        } else {
+            assert_eq!(
+                table_state(&out).2,
+                committed.2 + 1,
+                "{point}: the commit point was passed"
+            );
+        }
+
+        // Recovery: gc rolls an interrupted publish forward and removes orphaned staging files.
+        let gc = run(&["gc", out.to_str().expect("utf-8"), "--older-than", "0s"]);
+        gc.assert_ok();
+        assert!(
+            snapshot(&out.join("_scorch/staging")).is_empty(),
+            "{point}: staging left after gc"
+        );
+        let rows = read_scores(&out);
+        assert_eq!(
+            rows.len(),
+            committed_rows.len(),
+            "{point}: row count differs after recovery"
+        );
+        let keys: BTreeSet<(String, i64)> =
+            rows.iter().map(|r| (r.ds.clone(), r.customer_id)).collect();
+        assert_eq!(keys.len(), rows.len(), "{point}: duplicates after recovery");
+        for (a, b) in rows.iter().zip(&committed_rows) {
+            assert_eq!(
+                (&a.ds, a.customer_id, a.probability),
+                (&b.ds, b.customer_id, b.probability),
+                "{point}"
+            );
+        }
+        let (_, marker, log) = table_state(&out);
+        assert_eq!(
+            marker,
+            Some(log as u64),
+            "{point}: _SUCCESS must name the newest version after recovery"
+        );
+
+        // And the next run works normally.
+        score(dir.path(), DAYS[2]).assert_ok();
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_never_corrupts_the_table() {
+    let dir = demo_copy();
+    let out = dir.path().join("out/churn_scores");
+    // Small batches on one partition stretch a run so that kills land in every phase.
+    let args = [
+        "run".to_string(),
+        job(dir.path()),
+        "--param".into(),
+        format!("ds={}", DAYS[2]),
+        "--batch-size".into(),
+        "64".into(),
+        "--target-partitions".into(),
+        "1".into(),
+    ];
+    let started = std::time::Instant::now();
+    scorch().args(&args).output().expect("baseline run");
+    let full = started.elapsed();
+    let expected: Vec<(String, i64, Option<f32>)> = read_scores(&out)
+        .into_iter()
+        .map(|r| (r.ds, r.customer_id, r.probability))
+        .collect();
+    assert!(!expected.is_empty());
+    for percent in [3u32, 10, 25, 40, 55, 70, 80, 90, 97] {
+        let mut child = scorch()
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(full * percent / 100);
+        let _ = child.kill();
+        let _ = child.wait();
+        run(&["gc", out.to_str().expect("utf-8"), "--older-than", "0s"]).assert_ok();
+        let now: Vec<(String, i64, Option<f32>)> = read_scores(&out)
+            .into_iter()
+            .map(|r| (r.ds, r.customer_id, r.probability))
+            .collect();
+        assert_eq!(
+            now.len(),
+            expected.len(),
+            "row count differs after a kill at {percent}% of a run"
+        );
+        assert!(
+            now == expected,
+            "table differs after a kill at {percent}% of a run"
+        );
+    }
+}
+
+#[test]
+fn append_mode_adds_rows() {
+    let dir = demo_copy();
+    let job_file = dir.path().join("churn.toml");
+    edit(&job_file, "mode = \"overwrite\"", "mode = \"append\"");
+    let out = dir.path().join("out/churn_scores");
+    score(dir.path(), DAYS[2]).assert_ok();
+    let once = read_scores(&out).len();
+    score(dir.path(), DAYS[2]).assert_ok();
+    assert_eq!(read_scores(&out).len(), 2 * once);
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: they drive the `scorch` binary as a scheduler or a user would.
+
+mod support;
+
+mod commit;
+mod errors;
+mod explain;
+mod readers;
+mod scoring;

@@ -1,0 +1,229 @@
+//! The model catalog: what a model name in SQL refers to.
+//!
+//! The catalog travels with the plan as a DataFusion config extension (`scorch.models`), so a
+//! process that never read the job file (a Ballista scheduler or executor) learns from the
+//! session configuration which package a name refers to, which hash it must have, and what its
+//! inputs and outputs are.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+
+use datafusion::common::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
+use datafusion::config::ConfigOptions;
+use datafusion::error::DataFusionError;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::package::{InputSpec, ModelFormat, ModelPackage, OutputSpec};
+
+/// A resolved model: where its package lives, its pinned hash and its signature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelRef {
+    /// Name used in SQL.
+    pub name: String,
+    /// Package location as a URL (`file:///…`, `s3://…`).
+    pub uri: String,
+    /// The package's SHA-256; every process verifies it before use.
+    pub sha256: String,
+    /// The manifest's semantic version.
+    pub version: String,
+    /// How the package is run.
+    pub format: ModelFormat,
+    /// Declared inputs, in argument order.
+    pub inputs: Vec<InputSpec>,
+    /// Declared outputs.
+    pub outputs: Vec<OutputSpec>,
+}
+
+impl ModelRef {
+    /// The reference to a package that was read and verified under `name`.
+    pub fn from_package(name: &str, package: &ModelPackage) -> Self {
+        Self {
+            name: name.to_string(),
+            uri: package.uri.clone(),
+            sha256: package.sha256.clone(),
+            version: package.manifest.version.to_string(),
+            format: package.manifest.format,
+            inputs: package.manifest.inputs.clone(),
+            outputs: package.manifest.outputs.clone(),
+        }
+    }
+}
+
+/// All models a session knows, by SQL name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelCatalog {
+    models: BTreeMap<String, ModelRef>,
+}
+
+impl ModelCatalog {
+    /// An empty catalog.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds or replaces a model.
+    pub fn insert(&mut self, model: ModelRef) {
+        self.models.insert(model.name.clone(), model);
+    }
+
+    /// Looks a model up by SQL name.
+    pub fn get(&self, name: &str) -> Result<&ModelRef> {
+        self.models.get(name).ok_or_else(|| Error::UnknownModel {
+            name: name.to_string(),
+            known: if self.models.is_empty() {
+                "(none)".to_string()
+            } else {
+                self.models.keys().cloned().collect::<Vec<_>>().join(", ")
+            },
+        })
+    }
+
+    /// Every model, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = &ModelRef> {
+        self.models.values()
+    }
+
+    /// Whether the catalog is empty.
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty()
+    }
+
+    /// The catalog carried by a session's configuration (empty when none was set).
+    pub fn from_config(options: &ConfigOptions) -> Self {
+        Self::in_config(options).cloned().unwrap_or_default()
+    }
+
+    /// The non-empty catalog carried by a session's configuration, by reference.
+    pub fn in_config(options: &ConfigOptions) -> Option<&Self> {
+        options
+            .extensions
+            .get::<ScorchOptions>()
+            .map(|o| &o.catalog)
+            .filter(|c| !c.is_empty())
+    }
+}
+
+/// scorch's DataFusion config extension, under the prefix `scorch`.
+///
+/// Its one key, `scorch.models`, holds the [`ModelCatalog`] as JSON so that it survives being
+/// sent as string key/value pairs to remote processes.
+#[derive(Debug, Clone, Default)]
+pub struct ScorchOptions {
+    /// The models of this session.
+    pub catalog: ModelCatalog,
+}
+
+impl ScorchOptions {
+    /// Options holding `catalog`.
+    pub fn new(catalog: ModelCatalog) -> Self {
+        Self { catalog }
+    }
+}
+
+impl ConfigExtension for ScorchOptions {
+    const PREFIX: &'static str = "scorch";
+}
+
+impl ExtensionOptions for ScorchOptions {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn cloned(&self) -> Box<dyn ExtensionOptions> {
+        Box::new(self.clone())
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> datafusion::error::Result<()> {
+        match key {
+            "models" => {
+                self.catalog = serde_json::from_str(value).map_err(|e| {
+                    DataFusionError::Configuration(format!(
+                        "scorch.models is not a valid model catalog: {e}"
+                    ))
+                })?;
+                Ok(())
+            }
+            other => Err(DataFusionError::Configuration(format!(
+                "unknown scorch option `scorch.{other}` (known: scorch.models)"
+            ))),
+        }
+    }
+
+    fn entries(&self) -> Vec<ConfigEntry> {
+        // Entries carry the full key: `ConfigOptions::entries` does not add the prefix, and remote
+        // processes apply each pair with `ConfigOptions::set`, which routes on it.
+        vec![ConfigEntry {
+            key: format!("{}.models", Self::PREFIX),
+            value: Some(
+                serde_json::to_string(&self.catalog)
+                    .expect("a catalog always serialises: string keys only"),
+            ),
+            description: "The models of this session by SQL name: package URL, SHA-256 and signature (JSON)",
+        }]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::package::FeatureType;
+
+    fn model() -> ModelRef {
+        ModelRef {
+            name: "churn".into(),
+            uri: "file:///m/churn".into(),
+            sha256: "ab".repeat(32),
+            version: "1.0.0".into(),
+            format: ModelFormat::Mlp,
+            inputs: vec![InputSpec {
+                name: "x".into(),
+                dtype: FeatureType::Float32,
+                min: None,
+                max: Some(3.0),
+            }],
+            outputs: vec![OutputSpec {
+                name: "p".into(),
+                dtype: "float32".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn catalog_round_trips_through_config_strings() {
+        let mut catalog = ModelCatalog::new();
+        catalog.insert(model());
+        let mut options = ConfigOptions::new();
+        options
+            .extensions
+            .insert(ScorchOptions::new(catalog.clone()));
+
+        // What a remote process receives: the key/value pairs of the configuration.
+        let pairs: Vec<(String, String)> = options
+            .entries()
+            .into_iter()
+            .filter(|e| e.key.starts_with("scorch."))
+            .filter_map(|e| e.value.map(|v| (e.key, v)))
+            .collect();
+        assert_eq!(pairs.len(), 1);
+
+        let mut remote = ConfigOptions::new();
+        remote.extensions.insert(ScorchOptions::default());
+        for (k, v) in pairs {
+            remote.set(&k, &v).expect("known key");
+        }
+        assert_eq!(ModelCatalog::from_config(&remote), catalog);
+    }
+
+    #[test]
+    fn unknown_model_lists_known_ones() {
+        let mut catalog = ModelCatalog::new();
+        catalog.insert(model());
+        let err = catalog.get("chrun").unwrap_err().to_string();
+        assert!(err.contains("chrun") && err.contains("churn"), "{err}");
+    }
+}

@@ -1,0 +1,119 @@
+//! Choosing the compute device.
+//!
+//! CUDA support is the `cuda` cargo feature, off by default. Asking for a GPU in a build without
+//! it is a typed [`Error::DeviceUnavailable`], never a panic; `auto` picks the first GPU when the
+//! build has CUDA and one is present, and the CPU otherwise.
+
+use std::fmt;
+use std::str::FromStr;
+
+use candle_core::Device;
+
+use crate::error::{Error, Result};
+
+/// Where models run, as the user asks for it (`--device auto|cpu|cuda:N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceSpec {
+    /// The first CUDA device when built with CUDA and one exists, else the CPU.
+    #[default]
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// CUDA device number N.
+    Cuda(usize),
+}
+
+impl FromStr for DeviceSpec {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "cuda" => Ok(Self::Cuda(0)),
+            other => other
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Self::Cuda)
+                .ok_or_else(|| Error::DeviceUnavailable {
+                    requested: other.to_string(),
+                    reason: "expected `auto`, `cpu` or `cuda:N`".to_string(),
+                }),
+        }
+    }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Cpu => f.write_str("cpu"),
+            Self::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+/// Whether this build can run models on CUDA devices.
+pub const fn cuda_compiled() -> bool {
+    cfg!(feature = "cuda")
+}
+
+impl DeviceSpec {
+    /// The candle device this spec selects.
+    pub fn try_device(self) -> Result<Device> {
+        match self {
+            Self::Cpu => Ok(Device::Cpu),
+            Self::Auto => Ok(cuda_device(0).unwrap_or(Device::Cpu)),
+            Self::Cuda(n) => cuda_device(n),
+        }
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_device(ordinal: usize) -> Result<Device> {
+    Device::new_cuda(ordinal).map_err(|e| Error::DeviceUnavailable {
+        requested: format!("cuda:{ordinal}"),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_device(ordinal: usize) -> Result<Device> {
+    Err(Error::DeviceUnavailable {
+        requested: format!("cuda:{ordinal}"),
+        reason: "this scorch was built without CUDA; rebuild with `--features cuda`".to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints() {
+        for s in ["auto", "cpu", "cuda:1"] {
+            assert_eq!(s.parse::<DeviceSpec>().expect("valid").to_string(), s);
+        }
+        assert_eq!(
+            "cuda".parse::<DeviceSpec>().expect("valid"),
+            DeviceSpec::Cuda(0)
+        );
+        assert!("gpu".parse::<DeviceSpec>().is_err());
+    }
+
+    #[test]
+    fn cpu_always_works_and_auto_never_fails() {
+        assert!(DeviceSpec::Cpu.try_device().expect("cpu").is_cpu());
+        DeviceSpec::Auto
+            .try_device()
+            .expect("auto falls back to the CPU");
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn cuda_without_the_feature_is_a_typed_error() {
+        let err = DeviceSpec::Cuda(0).try_device().unwrap_err();
+        assert!(matches!(err, Error::DeviceUnavailable { .. }));
+        assert!(err.to_string().contains("--features cuda"));
+    }
+}

@@ -1,0 +1,52 @@
+//! # scorch-udfs
+//!
+//! Everything that turns an Arrow batch into predictions, for the scorch batch scoring engine:
+//!
+//! - [`package`]: model packages (a `model.toml` manifest beside its artifacts) and their
+//!   SHA-256, verified before use;
+//! - [`runtime`]: model runtimes on candle (multilayer perceptrons from safetensors);
+//! - [`features`]: Arrow columns to feature matrices, applying the input contract (null, NaN,
+//!   out-of-range rows are not scored and get `NULL`);
+//! - [`functions`]: the DataFusion scalar functions (`predict`);
+//! - [`catalog`]: the model catalog that travels with a plan as a config extension, so remote
+//!   processes resolve model names the same way;
+//! - [`cache`]: the process-wide model cache (one load per package and device per process);
+//! - [`device`]: CPU or CUDA (the `cuda` feature, off by default).
+//!
+//! This crate knows nothing of jobs, outputs or commits; `scorch-engine` does.
+//!
+//! ## Example
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use datafusion::prelude::SessionContext;
+//! use scorch_udfs::{LocalResolver, ModelCatalog, ModelLoader, ModelRef, DeviceSpec};
+//!
+//! let loader = ModelLoader::try_new(Arc::new(LocalResolver), DeviceSpec::Cpu)?;
+//! let package = loader.fetch("file:///models/churn").await?;
+//! package.verify("churn", &package.sha256)?; // pin a known hash in real jobs
+//! let mut catalog = ModelCatalog::new();
+//! catalog.insert(ModelRef::from_package("churn", &package));
+//!
+//! let ctx = SessionContext::new();
+//! ctx.register_udf(scorch_udfs::functions::predict_udf(loader, Arc::new(catalog)).as_ref().clone());
+//! let df = ctx.sql("SELECT predict('churn', 3.0, 70.5) AS p").await?;
+//! df.show().await?;
+//! # Ok(()) }
+//! ```
+
+pub mod cache;
+pub mod catalog;
+pub mod device;
+pub mod error;
+pub mod features;
+pub mod functions;
+pub mod package;
+pub mod runtime;
+
+pub use cache::{LocalResolver, ModelLoader, StoreResolver};
+pub use catalog::{ModelCatalog, ModelRef, ScorchOptions};
+pub use device::DeviceSpec;
+pub use error::{Error, Result};
+pub use package::{ModelManifest, ModelPackage};

@@ -1,0 +1,568 @@
+//! Model packages: a directory with a manifest (`model.toml`) and the artifacts it names.
+//!
+//! A package is identified by its SHA-256, computed over every file of the directory in a fixed
+//! order, so that nothing in the package (weights, tokenizer, manifest, baseline statistics) can
+//! change without the hash changing. Jobs pin that hash; it is checked before a single row is
+//! scored, in every process that loads the package.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// File name of the manifest inside a package.
+pub const MANIFEST_FILE: &str = "model.toml";
+
+/// Domain separator so that a package hash can never collide with the hash of a plain file.
+const HASH_DOMAIN: &[u8] = b"scorch-model-package-v1\0";
+
+/// File extensions of formats that execute code when loaded, refused everywhere.
+const UNSAFE_EXTENSIONS: &[(&str, &str)] = &[
+    ("pkl", "pickle"),
+    ("pickle", "pickle"),
+    ("joblib", "joblib (pickle)"),
+    ("dill", "dill (pickle)"),
+    ("pt", "PyTorch pickle"),
+    ("pth", "PyTorch pickle"),
+    ("ckpt", "checkpoint (pickle)"),
+];
+
+/// The model formats scorch can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ModelFormat {
+    /// A multilayer perceptron stored as safetensors, run on candle.
+    Mlp,
+}
+
+impl fmt::Display for ModelFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModelFormat::Mlp => f.write_str("mlp"),
+        }
+    }
+}
+
+/// The type a model declares for one input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum FeatureType {
+    /// A 32-bit float; any numeric or boolean SQL value is accepted and converted.
+    Float32,
+    /// A 64-bit float; any numeric or boolean SQL value is accepted and converted.
+    Float64,
+    /// A 32-bit integer (integers and booleans accepted).
+    Int32,
+    /// A 64-bit integer (integers and booleans accepted).
+    Int64,
+    /// A boolean, scored as 0.0 or 1.0.
+    Bool,
+}
+
+impl fmt::Display for FeatureType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FeatureType::Float32 => "float32",
+            FeatureType::Float64 => "float64",
+            FeatureType::Int32 => "int32",
+            FeatureType::Int64 => "int64",
+            FeatureType::Bool => "bool",
+        })
+    }
+}
+
+/// One declared model input: its name, type and optional valid range (the input contract).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// Feature name; jobs are checked against it.
+    pub name: String,
+    /// Declared type.
+    #[serde(rename = "type")]
+    pub dtype: FeatureType,
+    /// Smallest valid value; smaller values make the row unscorable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Largest valid value; larger values make the row unscorable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+/// One declared model output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    /// Output name: the struct field name when a model has several outputs.
+    pub name: String,
+    /// Declared type; scorch produces `float32`.
+    #[serde(rename = "type", default = "default_output_type")]
+    pub dtype: String,
+}
+
+fn default_output_type() -> String {
+    "float32".to_string()
+}
+
+/// Activation functions an MLP layer can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// Identity (regression outputs).
+    Linear,
+    /// max(0, x).
+    Relu,
+    /// Logistic sigmoid (binary probability outputs).
+    Sigmoid,
+    /// Hyperbolic tangent.
+    Tanh,
+    /// Gaussian error linear unit (erf form).
+    Gelu,
+    /// Softmax over the layer's outputs (class probabilities); last layer only.
+    Softmax,
+}
+
+/// The `[mlp]` section: architecture of a multilayer perceptron stored as safetensors.
+///
+/// Layer `i` reads tensors `layers.{i}.weight` (shape `[out, in]`, as PyTorch's `nn.Linear`
+/// stores it) and `layers.{i}.bias` (shape `[out]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MlpSpec {
+    /// The safetensors file inside the package.
+    pub weights: String,
+    /// Layer widths, input width first: `[12, 32, 16, 1]` is three linear layers.
+    pub layers: Vec<usize>,
+    /// One activation per linear layer.
+    pub activations: Vec<Activation>,
+}
+
+/// The manifest of a model package (`model.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelManifest {
+    /// Model name (informational; jobs may refer to it under another name).
+    pub name: String,
+    /// Semantic version of this model.
+    pub version: semver::Version,
+    /// How the artifacts are to be run.
+    pub format: ModelFormat,
+    /// Free text for the model card.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Ordered inputs: SQL arguments after the model name map to these by position.
+    pub inputs: Vec<InputSpec>,
+    /// Ordered outputs.
+    pub outputs: Vec<OutputSpec>,
+    /// Architecture, for `format = "mlp"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlp: Option<MlpSpec>,
+}
+
+impl ModelManifest {
+    /// Parses and checks a manifest; `uri` names the package in errors.
+    pub fn try_from_toml(text: &str, uri: &str) -> Result<Self> {
+        let manifest: ModelManifest = toml::from_str(text).map_err(|e| Error::InvalidManifest {
+            uri: uri.to_string(),
+            reason: e.to_string(),
+        })?;
+        manifest.validate(uri)?;
+        Ok(manifest)
+    }
+
+    /// Serialises the manifest as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self)
+            .expect("a manifest always serialises: it has no maps with non-string keys")
+    }
+
+    fn validate(&self, uri: &str) -> Result<()> {
+        let invalid = |reason: String| Error::InvalidManifest {
+            uri: uri.to_string(),
+            reason,
+        };
+        if self.inputs.is_empty() {
+            return Err(invalid(
+                "`inputs` is empty: a model needs at least one input".into(),
+            ));
+        }
+        if self.outputs.is_empty() {
+            return Err(invalid(
+                "`outputs` is empty: a model needs at least one output".into(),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for input in &self.inputs {
+            if !seen.insert(input.name.as_str()) {
+                return Err(invalid(format!("input `{}` is declared twice", input.name)));
+            }
+            if let (Some(min), Some(max)) = (input.min, input.max)
+                && min > max
+            {
+                return Err(invalid(format!(
+                    "input `{}`: min {min} > max {max}",
+                    input.name
+                )));
+            }
+        }
+        for output in &self.outputs {
+            if output.dtype != "float32" {
+                return Err(invalid(format!(
+                    "output `{}`: type `{}` is not supported (expected `float32`)",
+                    output.name, output.dtype
+                )));
+            }
+        }
+        match self.format {
+            ModelFormat::Mlp => {
+                let mlp = self
+                    .mlp
+                    .as_ref()
+                    .ok_or_else(|| invalid("format `mlp` needs an `[mlp]` section".into()))?;
+                if mlp.layers.len() < 2 {
+                    return Err(invalid(
+                        "`mlp.layers` needs at least two widths (input and output)".into(),
+                    ));
+                }
+                if mlp.activations.len() != mlp.layers.len() - 1 {
+                    return Err(invalid(format!(
+                        "`mlp.activations` has {} entries, expected {} (one per linear layer)",
+                        mlp.activations.len(),
+                        mlp.layers.len() - 1
+                    )));
+                }
+                if mlp.layers[0] != self.inputs.len() {
+                    return Err(invalid(format!(
+                        "`mlp.layers[0]` is {} but {} inputs are declared",
+                        mlp.layers[0],
+                        self.inputs.len()
+                    )));
+                }
+                let last = mlp.layers[mlp.layers.len() - 1];
+                if last != self.outputs.len() {
+                    return Err(invalid(format!(
+                        "the last layer has {last} outputs but {} outputs are declared",
+                        self.outputs.len()
+                    )));
+                }
+                if let Some(pos) = mlp.activations[..mlp.activations.len() - 1]
+                    .iter()
+                    .position(|a| *a == Activation::Softmax)
+                {
+                    return Err(invalid(format!(
+                        "`softmax` is only allowed on the last layer, found on layer {pos}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The artifact files the manifest names.
+    pub fn artifacts(&self) -> Vec<&str> {
+        match self.format {
+            ModelFormat::Mlp => self.mlp.iter().map(|m| m.weights.as_str()).collect(),
+        }
+    }
+}
+
+/// A package read into memory: its manifest, its files and their hash.
+#[derive(Clone)]
+pub struct ModelPackage {
+    /// Where it was read from.
+    pub uri: String,
+    /// The parsed manifest.
+    pub manifest: ModelManifest,
+    /// Every file of the package by path relative to the package root.
+    pub files: BTreeMap<String, Bytes>,
+    /// SHA-256 over all files (see [`package_sha256`]).
+    pub sha256: String,
+}
+
+impl fmt::Debug for ModelPackage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ModelPackage")
+            .field("uri", &self.uri)
+            .field("name", &self.manifest.name)
+            .field("version", &self.manifest.version.to_string())
+            .field("files", &self.files.keys().collect::<Vec<_>>())
+            .field("sha256", &self.sha256)
+            .finish()
+    }
+}
+
+impl ModelPackage {
+    /// Builds a package from its files, checking the manifest and refusing unsafe formats.
+    pub fn try_from_files(uri: &str, files: BTreeMap<String, Bytes>) -> Result<Self> {
+        for name in files.keys() {
+            let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+            if let Some((_, kind)) = UNSAFE_EXTENSIONS
+                .iter()
+                .find(|(x, _)| Some(*x) == ext.as_deref())
+            {
+                return Err(Error::UnsafeFormat {
+                    uri: uri.to_string(),
+                    file: name.clone(),
+                    kind,
+                });
+            }
+        }
+        let manifest_bytes = files
+            .get(MANIFEST_FILE)
+            .ok_or_else(|| Error::ManifestMissing {
+                uri: uri.to_string(),
+                manifest: MANIFEST_FILE.to_string(),
+            })?;
+        let text = std::str::from_utf8(manifest_bytes).map_err(|e| Error::InvalidManifest {
+            uri: uri.to_string(),
+            reason: format!("not UTF-8: {e}"),
+        })?;
+        let manifest = ModelManifest::try_from_toml(text, uri)?;
+        for artifact in manifest.artifacts() {
+            if !files.contains_key(artifact) {
+                return Err(Error::ArtifactMissing {
+                    uri: uri.to_string(),
+                    artifact: artifact.to_string(),
+                });
+            }
+        }
+        let sha256 = package_sha256(&files);
+        Ok(Self {
+            uri: uri.to_string(),
+            manifest,
+            files,
+            sha256,
+        })
+    }
+
+    /// Reads every file under `prefix` of `store` and builds the package.
+    pub async fn try_read(
+        store: Arc<dyn ObjectStore>,
+        prefix: &ObjectPath,
+        uri: &str,
+    ) -> Result<Self> {
+        let files = read_files(store, prefix, uri).await?;
+        Self::try_from_files(uri, files)
+    }
+
+    /// Checks the package against a pinned hash; `name` is the model's name in the job.
+    pub fn verify(&self, name: &str, expected: &str) -> Result<()> {
+        if !self.sha256.eq_ignore_ascii_case(expected) {
+            return Err(Error::HashMismatch {
+                name: name.to_string(),
+                uri: self.uri.clone(),
+                expected: expected.to_string(),
+                actual: self.sha256.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The bytes of one artifact named by the manifest.
+    pub fn artifact(&self, name: &str) -> Result<&Bytes> {
+        self.files.get(name).ok_or_else(|| Error::ArtifactMissing {
+            uri: self.uri.clone(),
+            artifact: name.to_string(),
+        })
+    }
+
+    /// Total size of the package in bytes.
+    pub fn size_bytes(&self) -> u64 {
+        self.files.values().map(|b| b.len() as u64).sum()
+    }
+}
+
+/// The package hash: SHA-256 over every file, in lexicographic order of relative path, each
+/// framed as `path NUL length(u64 LE) bytes`, after a fixed domain prefix.
+pub fn package_sha256(files: &BTreeMap<String, Bytes>) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(HASH_DOMAIN);
+    for (path, bytes) in files {
+        hasher.update(path.as_bytes());
+        hasher.update([0u8]);
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// Whether a relative path is part of a package: hidden files and folders are not.
+fn is_package_file(relative: &str) -> bool {
+    !relative.is_empty() && !relative.split('/').any(|part| part.starts_with('.'))
+}
+
+async fn read_files(
+    store: Arc<dyn ObjectStore>,
+    prefix: &ObjectPath,
+    uri: &str,
+) -> Result<BTreeMap<String, Bytes>> {
+    let store_err = |path: &ObjectPath| {
+        let uri = uri.to_string();
+        let path = path.to_string();
+        move |source| Error::Store { uri, path, source }
+    };
+    let metas: Vec<_> = store
+        .list(Some(prefix))
+        .try_collect()
+        .await
+        .map_err(store_err(prefix))?;
+    let mut files = BTreeMap::new();
+    for meta in metas {
+        let relative = meta
+            .location
+            .prefix_match(prefix)
+            .map(|parts| {
+                parts
+                    .map(|p| p.as_ref().to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .unwrap_or_default();
+        if !is_package_file(&relative) {
+            continue;
+        }
+        let bytes = store
+            .get(&meta.location)
+            .await
+            .map_err(store_err(&meta.location))?
+            .bytes()
+            .await
+            .map_err(store_err(&meta.location))?;
+        files.insert(relative, bytes);
+    }
+    if files.is_empty() {
+        return Err(Error::ManifestMissing {
+            uri: uri.to_string(),
+            manifest: MANIFEST_FILE.to_string(),
+        });
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> String {
+        r#"
+name = "churn"
+version = "1.2.0"
+format = "mlp"
+[[inputs]]
+name = "a"
+type = "float32"
+[[inputs]]
+name = "b"
+type = "float32"
+min = 0.0
+max = 1.0
+[[outputs]]
+name = "p"
+[mlp]
+weights = "w.safetensors"
+layers = [2, 4, 1]
+activations = ["relu", "sigmoid"]
+"#
+        .to_string()
+    }
+
+    fn files(manifest: &str) -> BTreeMap<String, Bytes> {
+        BTreeMap::from([
+            (MANIFEST_FILE.to_string(), Bytes::from(manifest.to_string())),
+            ("w.safetensors".to_string(), Bytes::from_static(b"weights")),
+        ])
+    }
+
+    #[test]
+    fn hash_changes_with_any_byte_and_any_name() {
+        let base = package_sha256(&files(&manifest()));
+        let mut renamed = files(&manifest());
+        let w = renamed.remove("w.safetensors").expect("present");
+        renamed.insert("w2.safetensors".into(), w);
+        let mut edited = files(&manifest());
+        edited.insert("w.safetensors".into(), Bytes::from_static(b"weightz"));
+        assert_ne!(base, package_sha256(&renamed));
+        assert_ne!(base, package_sha256(&edited));
+        assert_eq!(base, package_sha256(&files(&manifest())));
+        assert_eq!(base.len(), 64);
+    }
+
+    #[test]
+    fn framing_prevents_boundary_shifts() {
+        let a = BTreeMap::from([
+            ("x".to_string(), Bytes::from_static(b"ab")),
+            ("y".to_string(), Bytes::from_static(b"c")),
+        ]);
+        let b = BTreeMap::from([
+            ("x".to_string(), Bytes::from_static(b"a")),
+            ("y".to_string(), Bytes::from_static(b"bc")),
+        ]);
+        assert_ne!(package_sha256(&a), package_sha256(&b));
+    }
+
+    #[test]
+    fn manifest_errors_name_the_key() {
+        let bad = manifest().replace("layers = [2, 4, 1]", "layers = [3, 4, 1]");
+        let err = ModelPackage::try_from_files("mem://m", files(&bad))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("mlp.layers[0]") && err.contains("2 inputs"),
+            "{err}"
+        );
+
+        let unknown = manifest().replace("format = \"mlp\"", "format = \"mlp\"\ncolour = 1");
+        let err = ModelPackage::try_from_files("mem://m", files(&unknown))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("colour"), "{err}");
+
+        let err =
+            ModelPackage::try_from_files("mem://m", files(&manifest().replace("1.2.0", "1.2")))
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("version"), "{err}");
+    }
+
+    #[test]
+    fn pickles_are_refused_with_advice() {
+        let mut f = files(&manifest());
+        f.insert("model.pkl".into(), Bytes::from_static(b"\x80\x04"));
+        let err = ModelPackage::try_from_files("mem://m", f)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("model.pkl") && err.contains("refused") && err.contains("ONNX"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn verify_reports_both_hashes() {
+        let p = ModelPackage::try_from_files("mem://m", files(&manifest())).expect("valid");
+        p.verify("churn", &p.sha256.to_uppercase())
+            .expect("case-insensitive match");
+        let err = p.verify("churn", &"0".repeat(64)).unwrap_err().to_string();
+        assert!(
+            err.contains(&p.sha256) && err.contains(&"0".repeat(64)) && err.contains("churn"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn hidden_files_are_not_part_of_a_package() {
+        assert!(is_package_file("model.toml"));
+        assert!(is_package_file("tokenizer/vocab.txt"));
+        assert!(!is_package_file(".DS_Store"));
+        assert!(!is_package_file(".cache/x"));
+    }
+}
