@@ -361,3 +361,80 @@ fn mlp_outputs_match_pytorch() {
         );
     }
 }
+
+#[test]
+fn predict_works_in_ctes_filters_and_expressions() {
+    let dir = demo_copy();
+    let all = run(&[
+        "run",
+        &job(dir.path()),
+        "--param",
+        &format!("ds={}", DAYS[2]),
+    ]);
+    all.assert_ok();
+    let scores = read_scores(&dir.path().join("out/churn_scores"));
+    let expected: Vec<i64> = scores
+        .iter()
+        .filter(|r| r.probability.is_some_and(|p| p > 0.5))
+        .map(|r| r.customer_id)
+        .collect();
+    assert!(!expected.is_empty());
+
+    // The same model call in a CTE, filtered on the prediction, and inside an expression.
+    let sql = dir.path().join("churn.sql");
+    let original = fs::read_to_string(&sql).expect("sql");
+    let features = original
+        .split("'churn',")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .expect("feature list")
+        .to_string();
+    fs::write(
+        &sql,
+        format!(
+            "WITH scored AS (SELECT *, predict('churn',{features}) AS churn_probability FROM features WHERE ds = $ds)\n\
+             SELECT customer_id, region, churn_probability, ds FROM scored\n\
+             WHERE churn_probability > 0.5 AND round(predict('churn',{features}) * 100) >= 50"
+        ),
+    )
+    .expect("write sql");
+    edit(
+        &dir.path().join("churn.toml"),
+        "out/churn_scores",
+        "out/high_risk",
+    );
+    run(&[
+        "run",
+        &job(dir.path()),
+        "--param",
+        &format!("ds={}", DAYS[2]),
+    ])
+    .assert_ok();
+    let high: Vec<i64> = read_scores(&dir.path().join("out/high_risk"))
+        .iter()
+        .map(|r| r.customer_id)
+        .collect();
+    assert_eq!(high, expected);
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["run", "--help"],
+        vec!["explain", "--help"],
+        vec!["validate", "--help"],
+        vec!["demo", "--help"],
+        vec!["gc", "--help"],
+        vec!["log", "--help"],
+        vec!["model", "hash", "--help"],
+    ] {
+        let r = run(&args);
+        r.assert_ok();
+        assert!(r.stdout.contains("Usage:"), "{args:?}: {}", r.stdout);
+    }
+    let top = run(&["--help"]);
+    assert!(top.stdout.contains("Exit codes"), "{}", top.stdout);
+    // A usage error is exit code 2.
+    run(&["run"]).assert_code(2);
+}
