@@ -5,7 +5,6 @@
 //! runs the job for the newest day. Every byte of data and every weight is a function of the
 //! seed, so two demos produce the same table, model hash and predictions.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -328,7 +327,7 @@ pub fn setup(options: &DemoOptions) -> Result<DemoSetup> {
     let train_seconds = train_started.elapsed().as_secs_f64();
 
     // Evaluate the package exactly as scorch will run it.
-    let package_files = read_dir_files(&model_dir)?;
+    let package_files = scorch_udfs::package::read_local_dir(&model_dir)?;
     let package =
         scorch_udfs::ModelPackage::try_from_files(&model_dir.display().to_string(), package_files)?;
     let model = scorch_udfs::runtime::MlpModel::try_new("churn", &package, &Device::Cpu)?;
@@ -542,43 +541,6 @@ fn write_package(dir: &Path, layers: &Layers) -> Result<()> {
     let path = dir.join(scorch_udfs::package::MANIFEST_FILE);
     fs::write(&path, manifest.to_toml()).map_err(io(&path))?;
     Ok(())
-}
-
-/// Reads a local package folder into memory (hidden files skipped, as packages do).
-pub fn read_dir_files(dir: &Path) -> Result<BTreeMap<String, bytes::Bytes>> {
-    let mut files = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(folder) = stack.pop() {
-        let entries = fs::read_dir(&folder).map_err(|source| Error::Io {
-            path: folder.clone(),
-            source,
-        })?;
-        for entry in entries {
-            let entry = entry.map_err(|source| Error::Io {
-                path: folder.clone(),
-                source,
-            })?;
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().to_string();
-            if name.starts_with('.') {
-                continue;
-            }
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let relative = path
-                    .strip_prefix(dir)
-                    .map(|p| p.to_string_lossy().replace('\\', "/"))
-                    .unwrap_or(name);
-                let bytes = fs::read(&path).map_err(|source| Error::Io {
-                    path: path.clone(),
-                    source,
-                })?;
-                files.insert(relative, bytes::Bytes::from(bytes));
-            }
-        }
-    }
-    Ok(files)
 }
 
 fn write_job(dir: &Path, sha256: &str) -> Result<PathBuf> {

@@ -25,6 +25,10 @@ pub enum ExitCode {
     Model = 6,
     /// Another run committed the same partitions first; this run published nothing.
     Conflict = 7,
+    /// Stopped by SIGINT (Ctrl-C) before the commit point; nothing published.
+    Interrupted = 130,
+    /// Stopped by SIGTERM before the commit point; nothing published.
+    Terminated = 143,
 }
 
 impl ExitCode {
@@ -187,6 +191,15 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A stop was requested (SIGTERM or SIGINT) before the commit point.
+    #[error(
+        "stopped by signal {signal} before the commit point; nothing published, staged files removed"
+    )]
+    Interrupted {
+        /// The signal number.
+        signal: i32,
+    },
+
     /// A failure in the demo's training step.
     #[error("training: {0}")]
     Training(#[source] candle_core::Error),
@@ -227,6 +240,8 @@ impl Error {
             Error::Storage { .. } | Error::Table { .. } => ExitCode::Storage,
             Error::Execution(e) => classify_datafusion(e),
             Error::Io { .. } | Error::Training(_) => ExitCode::Internal,
+            Error::Interrupted { signal } if *signal == libc::SIGINT => ExitCode::Interrupted,
+            Error::Interrupted { .. } => ExitCode::Terminated,
         }
     }
 

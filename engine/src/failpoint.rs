@@ -5,6 +5,8 @@
 //! out-of-memory kill or a lost node. The end-to-end tests use it to prove that a crash at any
 //! step leaves the committed table intact. Unset, a failpoint costs one environment lookup.
 //!
+//! `SCORCH_RENDEZVOUS` makes processes wait for each other at a point instead.
+//!
 //! Points, in the order a run reaches them: `before-write`, `staged`, `before-commit`,
 //! `committed`, `publish-start`, `publish-first-file`, `publish-before-success`, `published`.
 

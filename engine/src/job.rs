@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::location::Location;
+use crate::registry::StoreOptions;
 
 /// The types a job parameter can have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,6 +155,8 @@ struct JobFile {
     checks: Checks,
     #[serde(default)]
     execution: Execution,
+    #[serde(default)]
+    stores: BTreeMap<String, BTreeMap<String, toml::Value>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -297,6 +300,10 @@ pub struct Execution {
     /// `auto`, `cpu` or `cuda:N`.
     #[serde(default)]
     pub device: Option<String>,
+    /// Bytes an output writer buffers before switching to a multipart upload (default 10 MiB;
+    /// S3 needs at least 5 MiB per part).
+    #[serde(default)]
+    pub write_buffer_bytes: Option<usize>,
 }
 
 /// A declared parameter.
@@ -379,6 +386,8 @@ pub struct JobSpec {
     pub checks: Checks,
     /// Execution settings.
     pub execution: Execution,
+    /// Options of the object stores the job touches (`[stores]`).
+    pub stores: StoreOptions,
 }
 
 /// Parameter values ready to bind: name to typed value.
@@ -543,6 +552,29 @@ impl JobSpec {
             ));
         }
 
+        let mut stores = StoreOptions::default();
+        for (target, options) in file.stores {
+            let mut values = BTreeMap::new();
+            for (key, value) in options {
+                let text = match value {
+                    toml::Value::String(s) => s,
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Float(f) => f.to_string(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    other => {
+                        return Err(job_error(format!(
+                            "stores.\"{target}\".{key}: expected a string, number or boolean, got {}",
+                            other.type_str()
+                        )));
+                    }
+                };
+                values.insert(key, text);
+            }
+            stores
+                .try_insert(&target, values)
+                .map_err(|m| job_error(format!("stores.\"{target}\": {m}")))?;
+        }
+
         Ok(Self {
             name: file.job.name,
             description: file.job.description,
@@ -559,6 +591,7 @@ impl JobSpec {
             },
             checks: file.checks,
             execution: file.execution,
+            stores,
         })
     }
 

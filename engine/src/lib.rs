@@ -11,11 +11,13 @@
 //!
 //! ## Modules
 //! - [`job`]: job files, parameters; [`location`]: URLs and paths;
-//! - [`registry`]: object stores by URL; [`session`]: DataFusion contexts and sources;
+//! - [`registry`]: object stores by URL, with options and metering ([`metered`]);
+//!   [`session`]: DataFusion contexts and sources;
 //! - [`scan`]: input fingerprints and pruning estimates; [`progress`]: row counting;
 //! - [`run`]: prepare / run / explain / validate; [`checks`]: quality gates;
 //! - [`table`]: the commit log and protocol; [`manifest`]: run manifests;
-//! - [`demo`]: the self-contained demo; [`failpoint`]: crash points for tests.
+//! - [`demo`]: the self-contained demo; [`failpoint`]: crash points for tests;
+//!   [`shutdown`]: stopping cleanly on SIGTERM.
 //!
 //! ## Example
 //!
@@ -41,11 +43,13 @@ pub mod failpoint;
 pub mod job;
 pub mod location;
 pub mod manifest;
+pub mod metered;
 pub mod progress;
 pub mod registry;
 pub mod run;
 pub mod scan;
 pub mod session;
+pub mod shutdown;
 pub mod table;
 
 pub use error::{Error, ExitCode, Result};

@@ -35,7 +35,8 @@ struct Cli {
 
 const EXIT_CODES: &str = "Exit codes: 0 success; 1 internal error; 2 usage, job file, parameter or SQL error; \
 3 input data or contract error; 4 quality gate failed (nothing published); 5 storage or cluster error; \
-6 model package error (missing, refused, hash mismatch); 7 commit conflict (another run committed first).";
+6 model package error (missing, refused, hash mismatch); 7 commit conflict (another run committed first); \
+130/143 stopped by SIGINT/SIGTERM before the commit point (nothing published).";
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
@@ -194,7 +195,11 @@ fn main() -> ProcessExit {
             return ProcessExit::from(ExitCode::Internal.code() as u8);
         }
     };
-    match runtime.block_on(dispatch(cli.command)) {
+    let outcome = runtime.block_on(async {
+        scorch_engine::shutdown::install();
+        dispatch(cli.command).await
+    });
+    match outcome {
         Ok(()) => ProcessExit::SUCCESS,
         Err(e) => {
             let code = match e.downcast_ref::<Error>() {

@@ -5,8 +5,11 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use scorch_udfs::cache::PackageSource;
+
 use crate::checks::CheckResult;
 use crate::job::WriteMode;
+use crate::metered::IoStats;
 use crate::scan::{InputFile, ScanMetrics};
 
 /// Version of scorch that wrote a manifest.
@@ -35,6 +38,9 @@ pub struct ModelUse {
     pub sha256: String,
     /// Runtime format.
     pub format: String,
+    /// Where the package was read from this run: `local`, `cache` or `store`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<PackageSource>,
 }
 
 /// Row counts of a run.
@@ -124,4 +130,6 @@ pub struct RunManifest {
     pub device: String,
     /// Partitions processed at once.
     pub target_partitions: usize,
+    /// Requests and bytes per object store (`scheme://bucket`), for the whole run.
+    pub io: BTreeMap<String, IoStats>,
 }

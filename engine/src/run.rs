@@ -26,6 +26,7 @@ use datafusion::physical_plan::{ExecutionPlan, collect, displayable};
 use datafusion::prelude::{SessionContext, lit};
 use futures::TryStreamExt;
 use object_store::ObjectStore;
+use scorch_udfs::cache::PackageSource;
 use scorch_udfs::{DeviceSpec, ModelCatalog, ModelLoader, ModelPackage, ModelRef};
 use serde::Serialize;
 
@@ -79,6 +80,8 @@ pub struct Prepared {
     pub ctx: SessionContext,
     /// Models resolved and verified, by SQL name.
     pub packages: BTreeMap<String, ModelPackage>,
+    /// Where each package was read from (local disk, local cache, object store).
+    pub package_sources: BTreeMap<String, PackageSource>,
     /// The catalog the session carries.
     pub catalog: ModelCatalog,
     /// The query with parameters bound.
@@ -107,7 +110,7 @@ pub struct Prepared {
 pub async fn prepare(job: &JobSpec, options: &RunOptions) -> Result<Prepared> {
     let started = Instant::now();
     let params = job.bind(&options.params)?;
-    let stores = Arc::new(StoreRegistry::new());
+    let stores = Arc::new(StoreRegistry::with_options(job.stores.clone()));
     let device = match (options.device, &job.execution.device) {
         (Some(d), _) => d,
         (None, Some(text)) => text.parse()?,
@@ -120,10 +123,18 @@ pub async fn prepare(job: &JobSpec, options: &RunOptions) -> Result<Prepared> {
 
     let mut catalog = ModelCatalog::new();
     let mut packages = BTreeMap::new();
+    let mut package_sources = BTreeMap::new();
     for decl in &job.models {
-        let package = loader.fetch(decl.location.url().as_str()).await?;
+        let (package, source) = loader
+            .fetch_verified(
+                &decl.name,
+                decl.location.url().as_str(),
+                decl.sha256.as_deref(),
+            )
+            .await?;
+        package_sources.insert(decl.name.clone(), source);
         match &decl.sha256 {
-            Some(pin) => package.verify(&decl.name, pin)?,
+            Some(_) => {}
             None => tracing::warn!(
                 model = %decl.name,
                 sha256 = %package.sha256,
@@ -147,6 +158,7 @@ pub async fn prepare(job: &JobSpec, options: &RunOptions) -> Result<Prepared> {
             .batch_size
             .or(job.execution.batch_size)
             .unwrap_or(defaults.batch_size),
+        write_buffer_bytes: job.execution.write_buffer_bytes,
     };
     let ctx = session::local_context(&settings, catalog.clone(), loader);
     for source in &job.sources {
@@ -202,6 +214,7 @@ pub async fn prepare(job: &JobSpec, options: &RunOptions) -> Result<Prepared> {
         stores,
         ctx,
         packages,
+        package_sources,
         catalog,
         query,
         physical,
@@ -359,10 +372,16 @@ pub async fn run(job: &JobSpec, options: &RunOptions) -> Result<RunReport> {
 
     let stamps = Stamps::new(&prepared, &run_id, started_at);
     let staging = table.staging(&run_id);
-    let outcome = execute_and_commit(
-        &prepared, &table, &store, base, &stamps, started, started_at,
-    )
-    .await;
+    // Until the commit point a stop request cancels the run: dropping the staging future
+    // cancels the writers, whose abandoned multipart uploads are then aborted.
+    let staged = tokio::select! {
+        staged = stage(&prepared, &table, &store, &stamps, started_at) => staged,
+        signal = crate::shutdown::stop_requested() => Err(Error::Interrupted { signal }),
+    };
+    let outcome = match staged {
+        Ok(staged) => commit_and_publish(&prepared, &table, base, &stamps, staged, started).await,
+        Err(e) => Err((e, false)),
+    };
     match outcome {
         Ok((manifest, rows_per_second)) => Ok(RunReport {
             manifest,
@@ -370,6 +389,10 @@ pub async fn run(job: &JobSpec, options: &RunOptions) -> Result<RunReport> {
             rows_per_second,
         }),
         Err((e, committed)) => {
+            let aborted = crate::metered::drain_aborts().await;
+            if aborted > 0 {
+                tracing::info!(uploads = aborted, "aborted unfinished multipart uploads");
+            }
             if !committed && let Err(cleanup) = table.remove_prefix(&staging).await {
                 tracing::warn!(error = %cleanup, staging = %staging, "could not remove this run's staged files; `scorch gc` will");
             }
@@ -378,33 +401,40 @@ pub async fn run(job: &JobSpec, options: &RunOptions) -> Result<RunReport> {
     }
 }
 
-async fn execute_and_commit(
+/// A run's output, staged and checked, not yet committed.
+struct Staged {
+    manifest: RunManifest,
+    files: Vec<StagedFile>,
+    partitions: BTreeSet<String>,
+    execute_time: Duration,
+    commit_started: Instant,
+}
+
+/// Scans, scores and writes under the staging prefix, then evaluates the quality gates.
+async fn stage(
     prepared: &Prepared,
     table: &Table,
     store: &Arc<dyn ObjectStore>,
-    base: Option<u64>,
     stamps: &Stamps,
-    started: Instant,
     started_at: DateTime<Utc>,
-) -> Result<(RunManifest, f64), (Error, bool)> {
-    let not_committed = |e: Error| (e, false);
+) -> Result<Staged> {
     let job = &prepared.job;
 
     // Stamp, then write under the staging prefix.
     let schema = prepared.query.schema().clone();
     for name in STAMP_COLUMNS {
         if schema.has_column_with_unqualified_name(name) {
-            return Err(not_committed(Error::JobFile {
+            return Err(Error::JobFile {
                 path: job.path.clone(),
                 message: format!(
                     "the query returns a column `{name}`, which scorch adds to every row; rename it"
                 ),
-            }));
+            });
         }
     }
     for col in &job.output.partition_by {
         if !schema.has_column_with_unqualified_name(col) {
-            return Err(not_committed(Error::JobFile {
+            return Err(Error::JobFile {
                 path: job.path.clone(),
                 message: format!(
                     "output.partition_by: the query returns no column `{col}` (it returns: {})",
@@ -415,7 +445,7 @@ async fn execute_and_commit(
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
-            }));
+            });
         }
     }
     let prediction_columns: Vec<String> = schema
@@ -431,7 +461,7 @@ async fn execute_and_commit(
     for (name, value) in stamps.columns() {
         stamped = stamped
             .with_column(name, lit(value))
-            .map_err(|e| not_committed(Error::from_query(&job.name, e)))?;
+            .map_err(|e| Error::from_query(&job.name, e))?;
     }
     let mut parquet = TableParquetOptions::default();
     parquet.global.compression = Some(job.output.compression.clone());
@@ -446,15 +476,14 @@ async fn execute_and_commit(
         job.output.partition_by.clone(),
     )
     .and_then(|b| b.build())
-    .map_err(|e| not_committed(Error::from_query(&job.name, e)))?;
+    .map_err(|e| Error::from_query(&job.name, e))?;
     let state = prepared.ctx.state();
     let physical = state
         .create_physical_plan(&copy)
         .await
-        .map_err(|e| not_committed(Error::from_query(&job.name, e)))?;
+        .map_err(|e| Error::from_query(&job.name, e))?;
     let rows_counter = Arc::new(AtomicU64::new(0));
-    let physical =
-        count_scan_rows(physical, &rows_counter).map_err(|e| not_committed(Error::Execution(e)))?;
+    let physical = count_scan_rows(physical, &rows_counter).map_err(Error::Execution)?;
 
     failpoint::hit("before-write");
     let execute_started = Instant::now();
@@ -473,14 +502,12 @@ async fn execute_and_commit(
         handle.abort();
         bar.finish_and_clear();
     }
-    result.map_err(|e| not_committed(Error::from_query(&job.name, e)))?;
+    result.map_err(|e| Error::from_query(&job.name, e))?;
     let execute_time = execute_started.elapsed();
     let scan_metrics = scan::scan_metrics(&physical);
 
     // What was staged.
-    let staged = staged_files(table, store, &staging, &stamps.run_id, &prediction_columns)
-        .await
-        .map_err(not_committed)?;
+    let staged = staged_files(table, store, &staging, &stamps.run_id, &prediction_columns).await?;
     failpoint::hit("staged");
     let rows = RowCounts {
         read: scan_metrics.rows,
@@ -491,7 +518,7 @@ async fn execute_and_commit(
     let staged: Vec<StagedFile> = staged.into_iter().map(|s| s.0).collect();
     let check_results = checks::evaluate(&job.checks, &rows);
     let commit_started = Instant::now();
-    let source_files_total = count_source_files(prepared).await.map_err(not_committed)?;
+    let source_files_total = count_source_files(prepared).await?;
     let mut manifest = RunManifest {
         scorch_version: SCORCH_VERSION.to_string(),
         run_id: stamps.run_id.clone(),
@@ -516,6 +543,7 @@ async fn execute_and_commit(
                 version: m.version.clone(),
                 sha256: m.sha256.clone(),
                 format: m.format.to_string(),
+                source: prepared.package_sources.get(&m.name).copied(),
             })
             .collect(),
         data_sha256: prepared.data_sha256.clone(),
@@ -543,6 +571,7 @@ async fn execute_and_commit(
         },
         device: prepared.device.to_string(),
         target_partitions: prepared.settings.target_partitions,
+        io: prepared.stores.io_stats(),
     };
     let failures = checks::failures(&check_results);
     if !failures.is_empty() {
@@ -552,9 +581,35 @@ async fn execute_and_commit(
         if let Err(e) = table.write_run_manifest(&stamps.run_id, &value).await {
             tracing::warn!(error = %e, "could not write the manifest of the rejected run");
         }
-        return Err(not_committed(Error::QualityGate { failures }));
+        return Err(Error::QualityGate { failures });
     }
+    Ok(Staged {
+        manifest,
+        files: staged,
+        partitions,
+        execute_time,
+        commit_started,
+    })
+}
 
+/// Commits and publishes a staged run. Not cancelled by stop requests: once the commit point is
+/// near, finishing is safer than stopping.
+async fn commit_and_publish(
+    prepared: &Prepared,
+    table: &Table,
+    base: Option<u64>,
+    stamps: &Stamps,
+    staged: Staged,
+    started: Instant,
+) -> Result<(RunManifest, f64), (Error, bool)> {
+    let job = &prepared.job;
+    let Staged {
+        mut manifest,
+        files,
+        partitions,
+        execute_time,
+        commit_started,
+    } = staged;
     failpoint::hit("before-commit");
     let value = serde_json::to_value(&manifest).expect("a manifest always serialises");
     let commit = table
@@ -563,12 +618,12 @@ async fn execute_and_commit(
             &stamps.run_id,
             &job.name,
             job.output.mode,
-            staged,
+            files,
             partitions,
             value,
         )
         .await
-        .map_err(not_committed)?;
+        .map_err(|e| (e, false))?;
     let committed = |e: Error| (e, true);
     failpoint::hit("committed");
     manifest.timings.commit_ms = millis(commit_started.elapsed());
@@ -579,6 +634,7 @@ async fn execute_and_commit(
     manifest.timings.publish_ms = millis(publish_started.elapsed());
     manifest.timings.total_ms = millis(started.elapsed());
     manifest.finished_at = Utc::now();
+    manifest.io = prepared.stores.io_stats();
     let value = serde_json::to_value(&manifest).expect("a manifest always serialises");
     table
         .write_run_manifest(&stamps.run_id, &value)
@@ -859,6 +915,7 @@ pub async fn validate(job: &JobSpec, options: &RunOptions) -> Result<ValidateRep
                 version: p.manifest.version.to_string(),
                 sha256: p.sha256.clone(),
                 format: p.manifest.format.to_string(),
+                source: prepared.package_sources.get(name).copied(),
             })
             .collect(),
         sources,

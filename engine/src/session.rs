@@ -26,6 +26,8 @@ pub struct SessionSettings {
     pub target_partitions: usize,
     /// Rows per batch.
     pub batch_size: usize,
+    /// Bytes an output writer buffers before a multipart upload (DataFusion's default if unset).
+    pub write_buffer_bytes: Option<usize>,
 }
 
 impl Default for SessionSettings {
@@ -33,6 +35,7 @@ impl Default for SessionSettings {
         Self {
             target_partitions: std::thread::available_parallelism().map_or(1, |n| n.get()),
             batch_size: DEFAULT_BATCH_SIZE,
+            write_buffer_bytes: None,
         }
     }
 }
@@ -55,6 +58,9 @@ pub fn session_config(settings: &SessionSettings, catalog: ModelCatalog) -> Sess
     // Plain Utf8/Binary columns: what every downstream reader (Spark, Trino, older pyarrow) reads.
     parquet.schema_force_view_types = false;
     options.execution.collect_statistics = true;
+    if let Some(bytes) = settings.write_buffer_bytes {
+        options.execution.objectstore_writer_buffer_size = bytes;
+    }
     config
 }
 

@@ -7,3 +7,5 @@ mod errors;
 mod explain;
 mod readers;
 mod scoring;
+mod servers;
+mod stores;

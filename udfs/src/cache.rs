@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
@@ -54,6 +55,46 @@ impl StoreResolver for LocalResolver {
     }
 }
 
+/// A cached package whose files still hash to `sha256`, read under its original `uri`.
+fn read_cached(dir: &Path, sha256: &str, uri: &str) -> Option<ModelPackage> {
+    let folder = dir.join(sha256.to_ascii_lowercase());
+    if !folder.is_dir() {
+        return None;
+    }
+    let files = crate::package::read_local_dir(&folder).ok()?;
+    match ModelPackage::try_from_files(uri, files) {
+        Ok(p) if p.sha256.eq_ignore_ascii_case(sha256) => Some(p),
+        _ => {
+            tracing::warn!(folder = %folder.display(), "cached package does not match its hash; fetching it again");
+            let _ = std::fs::remove_dir_all(&folder);
+            None
+        }
+    }
+}
+
+/// Writes a package into the cache atomically: into a temporary sibling, then renamed.
+fn write_cached(dir: &Path, package: &ModelPackage) -> std::io::Result<()> {
+    let target = dir.join(&package.sha256);
+    if target.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    let temp = dir.join(format!(".{}.{}", package.sha256, std::process::id()));
+    for (relative, bytes) in &package.files {
+        let path = temp.join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, bytes)?;
+    }
+    match std::fs::rename(&temp, &target) {
+        Ok(()) => Ok(()),
+        // Another process cached it first.
+        Err(_) if target.is_dir() => std::fs::remove_dir_all(&temp),
+        Err(e) => Err(e),
+    }
+}
+
 type Slot = Arc<OnceCell<Arc<dyn Model>>>;
 
 static CACHE: LazyLock<Mutex<HashMap<(String, String), Slot>>> = LazyLock::new(Default::default);
@@ -75,11 +116,41 @@ fn slot(sha256: &str, device: &Device) -> Slot {
     Arc::clone(cache.entry(key).or_default())
 }
 
+/// Where a package came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PackageSource {
+    /// Read in place from the local filesystem.
+    Local,
+    /// Found in the local model cache, verified by its hash.
+    Cache,
+    /// Downloaded from its object store (and cached when a cache folder is set).
+    Store,
+}
+
+/// The default folder of the local model cache: `$SCORCH_CACHE_DIR/models`, else
+/// `$XDG_CACHE_HOME/scorch/models`, else `~/.cache/scorch/models`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("SCORCH_CACHE_DIR") {
+        return Some(PathBuf::from(dir).join("models"));
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(dir).join("scorch").join("models"));
+    }
+    std::env::var_os("HOME").map(|home| {
+        PathBuf::from(home)
+            .join(".cache")
+            .join("scorch")
+            .join("models")
+    })
+}
+
 /// Reads, verifies and loads models; cheap to clone and share.
 #[derive(Debug, Clone)]
 pub struct ModelLoader {
     resolver: Arc<dyn StoreResolver>,
     device: Device,
+    cache_dir: Option<PathBuf>,
 }
 
 impl ModelLoader {
@@ -88,7 +159,52 @@ impl ModelLoader {
         Ok(Self {
             resolver,
             device: device.try_device()?,
+            cache_dir: default_cache_dir(),
         })
+    }
+
+    /// Uses `dir` as the local cache of packages fetched from object stores (`None`: no cache).
+    pub fn with_cache_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.cache_dir = dir;
+        self
+    }
+
+    /// The package at `uri`, verified against `pin` when one is given.
+    ///
+    /// Packages on object stores are cached locally under their hash: a pinned package found in
+    /// the cache (and still hashing to its pin) is used without contacting the store; any other
+    /// is downloaded, verified, and cached for later runs and other processes.
+    pub async fn fetch_verified(
+        &self,
+        name: &str,
+        uri: &str,
+        pin: Option<&str>,
+    ) -> Result<(ModelPackage, PackageSource)> {
+        let remote = !uri.starts_with("file:");
+        if remote
+            && let (Some(pin), Some(dir)) = (pin, &self.cache_dir)
+            && let Some(package) = read_cached(dir, pin, uri)
+        {
+            tracing::info!(
+                model = name,
+                sha256 = pin,
+                "model package found in the local cache"
+            );
+            return Ok((package, PackageSource::Cache));
+        }
+        let package = self.fetch(uri).await?;
+        if let Some(pin) = pin {
+            package.verify(name, pin)?;
+        }
+        if !remote {
+            return Ok((package, PackageSource::Local));
+        }
+        if let Some(dir) = &self.cache_dir
+            && let Err(e) = write_cached(dir, &package)
+        {
+            tracing::warn!(model = name, error = %e, "could not cache the model package locally");
+        }
+        Ok((package, PackageSource::Store))
     }
 
     /// The device models run on.
@@ -125,8 +241,9 @@ impl ModelLoader {
         if let Some(loaded) = slot.get() {
             return Ok(Arc::clone(loaded));
         }
-        let package = self.fetch(&model.uri).await?;
-        package.verify(&model.name, &model.sha256)?;
+        let (package, _) = self
+            .fetch_verified(&model.name, &model.uri, Some(&model.sha256))
+            .await?;
         self.load_package(&model.name, &package).await
     }
 

@@ -395,6 +395,36 @@ pub fn package_sha256(files: &BTreeMap<String, Bytes>) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// Reads every file of a local package folder (hidden files and folders skipped).
+pub fn read_local_dir(dir: &std::path::Path) -> Result<BTreeMap<String, Bytes>> {
+    let io = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).map_err(io(&folder))? {
+            let entry = entry.map_err(io(&folder))?;
+            let path = entry.path();
+            let Ok(relative) = path.strip_prefix(dir) else {
+                continue;
+            };
+            let relative = relative.to_string_lossy().replace('\\', "/");
+            if !is_package_file(&relative) {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).map_err(io(&path))?;
+                files.insert(relative, Bytes::from(bytes));
+            }
+        }
+    }
+    Ok(files)
+}
+
 /// Whether a relative path is part of a package: hidden files and folders are not.
 fn is_package_file(relative: &str) -> bool {
     !relative.is_empty() && !relative.split('/').any(|part| part.starts_with('.'))
