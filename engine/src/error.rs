@@ -91,6 +91,18 @@ pub enum Error {
         message: String,
     },
 
+    /// A source's store could not be reached (network, permissions, server errors).
+    #[error("source `{name}` at {url}: storage error")]
+    SourceUnreachable {
+        /// The source's name in the job.
+        name: String,
+        /// Its location.
+        url: String,
+        /// DataFusion's error, holding the store's.
+        #[source]
+        source: DataFusionError,
+    },
+
     /// A column the query (or a model) needs is missing.
     #[error("column `{column}` not found in {table}; available columns: {available}")]
     MissingColumn {
@@ -237,7 +249,9 @@ impl Error {
             },
             Error::QualityGate { .. } => ExitCode::QualityGate,
             Error::Conflict { .. } => ExitCode::Conflict,
-            Error::Storage { .. } | Error::Table { .. } => ExitCode::Storage,
+            Error::Storage { .. } | Error::Table { .. } | Error::SourceUnreachable { .. } => {
+                ExitCode::Storage
+            }
             Error::Execution(e) => classify_datafusion(e),
             Error::Io { .. } | Error::Training(_) => ExitCode::Internal,
             Error::Interrupted { signal } if *signal == libc::SIGINT => ExitCode::Interrupted,

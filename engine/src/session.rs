@@ -7,6 +7,7 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -58,6 +59,14 @@ pub fn session_config(settings: &SessionSettings, catalog: ModelCatalog) -> Sess
     // Plain Utf8/Binary columns: what every downstream reader (Spark, Trino, older pyarrow) reads.
     parquet.schema_force_view_types = false;
     options.execution.collect_statistics = true;
+    // One output file per partition scored in parallel, rather than DataFusion's four: fewer,
+    // larger files are what downstream readers want.
+    if let Ok(files) = datafusion::config::ConfigNonZeroUsize::try_new(settings.target_partitions) {
+        options.execution.minimum_parallel_output_files = files;
+    }
+    // Footers of feature tables are tens of KiB; fetching DataFusion's default 512 KiB tail per
+    // file reads far more than needed from object stores when files are small.
+    options.execution.parquet.metadata_size_hint = Some(64 * 1024);
     if let Some(bytes) = settings.write_buffer_bytes {
         options.execution.objectstore_writer_buffer_size = bytes;
     }
@@ -82,6 +91,36 @@ pub fn local_context(
         ctx.register_udf(udf.as_ref().clone());
     }
     ctx
+}
+
+/// The schema of a source, from the footer of its newest file (the last path in lexicographic
+/// order, which for Hive date partitions is the newest partition). Reading one footer instead of
+/// all keeps planning cheap on tables with thousands of files; older files missing a newer
+/// column read it as NULL.
+async fn newest_file_schema(
+    state: &datafusion::execution::SessionState,
+    url: &ListingTableUrl,
+    options: &ListingOptions,
+) -> datafusion::error::Result<Option<arrow::datatypes::SchemaRef>> {
+    use futures::TryStreamExt;
+    let store = state.runtime_env().object_store(url)?;
+    let files: Vec<_> = url
+        .list_all_files(state, store.as_ref(), &options.file_extension)
+        .await?
+        .try_collect()
+        .await?;
+    let Some(newest) = files
+        .into_iter()
+        .filter(|f| f.size > 0)
+        .max_by(|a, b| a.location.cmp(&b.location))
+    else {
+        return Ok(None);
+    };
+    options
+        .format
+        .infer_schema(state, &store, &[newest])
+        .await
+        .map(Some)
 }
 
 /// Registers a source as a listing table: hive partitions, statistics and pushdown on.
@@ -109,20 +148,31 @@ pub async fn register_source(
         None => options
             .infer_partitions(&state, &url)
             .await
-            .map_err(|e| source_error(format!("cannot list partitions: {e}")))?
+            .map_err(|e| Error::SourceUnreachable {
+                name: source.name.clone(),
+                url: source.location.to_string(),
+                source: e,
+            })?
             .into_iter()
             .map(|name| (name, ParamType::String.data_type()))
             .collect(),
     };
     options = options.with_table_partition_cols(partition_columns);
-    let schema = options.infer_schema(&state, &url).await.map_err(|e| {
-        let text = e.to_string();
-        if text.contains("No files found") {
-            source_error("no Parquet files found".into())
-        } else {
-            source_error(format!("cannot read the schema: {e}"))
-        }
-    })?;
+    let schema = newest_file_schema(&state, &url, &options)
+        .await
+        .map_err(|e| match e.find_root() {
+            DataFusionError::ObjectStore(inner)
+                if !matches!(inner.as_ref(), object_store::Error::NotFound { .. }) =>
+            {
+                Error::SourceUnreachable {
+                    name: source.name.clone(),
+                    url: source.location.to_string(),
+                    source: e,
+                }
+            }
+            _ => source_error(format!("cannot read the schema: {e}")),
+        })?
+        .ok_or_else(|| source_error("no Parquet files found".into()))?;
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
         .with_schema(schema);

@@ -9,3 +9,4 @@ mod readers;
 mod scoring;
 mod servers;
 mod stores;
+mod wire;
