@@ -264,6 +264,9 @@ fn persistent_faults_fail_with_the_storage_code_and_publish_nothing() {
     let r = run_job(s3, &job.job, DAYS[2]);
     r.assert_code(5);
     assert!(r.stderr.contains("storage"), "{}", r.stderr);
+    // Credentials never show up, not even in errors about the store they are for.
+    let secret = &s3.env["AWS_SECRET_ACCESS_KEY"];
+    assert!(!r.stderr.contains(secret.as_str()) && !r.stdout.contains(secret.as_str()));
     assert_eq!(s3.list(&table), before, "a failed commit changed the table");
 
     // Every write fails: same outcome, earlier.
@@ -274,9 +277,18 @@ fn persistent_faults_fail_with_the_storage_code_and_publish_nothing() {
     assert_eq!(s3.list(&table), before, "a failed write changed the table");
     eprintln!("persistent faults injected: {}", proxy.stats()["injected"]);
 
-    // Once the store recovers, the next run publishes normally.
+    // Once the store recovers, the next run publishes normally, and its manifest holds no secret.
     proxy.control("DELETE", "/__faults", "");
-    run_job(s3, &job.job, DAYS[2]).assert_ok();
+    let ok = run_job(s3, &job.job, DAYS[2]);
+    ok.assert_ok();
+    assert!(!ok.stdout.contains(secret.as_str()));
+    let manifests = s3.download(&format!("{table}/_scorch"));
+    for (name, bytes) in snapshot(manifests.path()) {
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(secret.as_str()),
+            "{name} holds the secret"
+        );
+    }
 }
 
 /// Multipart uploads the S3 server still holds open under a prefix.

@@ -59,7 +59,7 @@ def start_s3(work):
     urllib.request.urlopen(req)
     env = {
         "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECRET_ACCESS_KEY": "s3cr3t-never-printed-7f3a",
         "AWS_REGION": "us-east-1",
         "AWS_ENDPOINT": endpoint,
         "AWS_ALLOW_HTTP": "true",
