@@ -18,7 +18,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use scorch_udfs::package::{
-    Activation, FeatureType, InputSpec, MlpSpec, ModelFormat, ModelManifest, OutputSpec,
+    Activation, InputSpec, MlpSpec, ModelFormat, ModelManifest, OutputSpec,
 };
 
 use crate::error::{Error, Result};
@@ -331,16 +331,19 @@ pub fn setup(options: &DemoOptions) -> Result<DemoSetup> {
     let package =
         scorch_udfs::ModelPackage::try_from_files(&model_dir.display().to_string(), package_files)?;
     let model = scorch_udfs::runtime::MlpModel::try_new("churn", &package, &Device::Cpu)?;
-    let matrix = scorch_udfs::features::FeatureMatrix {
-        data: holdout
-            .iter()
-            .flat_map(|(r, _)| r.iter().copied())
-            .collect(),
-        cols: FEATURES.len(),
-        total_rows: holdout.len(),
-        valid: None,
+    let matrix = scorch_udfs::features::FeatureMatrix::from_rows(
+        scorch_udfs::features::Numeric::F32(
+            holdout
+                .iter()
+                .flat_map(|(r, _)| r.iter().copied())
+                .collect(),
+        ),
+        FEATURES.len(),
+    );
+    let scores = match scorch_udfs::runtime::Model::predict(&model, &matrix)?.pop() {
+        Some(scorch_udfs::runtime::OutputColumn::F32(values)) => values,
+        _ => unreachable!("the demo model has one float output"),
     };
-    let scores = scorch_udfs::runtime::Model::predict(&model, &matrix)?;
     let labels: Vec<bool> = holdout.iter().map(|(_, y)| *y).collect();
     let holdout_auc = auc(&scores, &labels);
     let holdout_accuracy = scores
@@ -508,36 +511,28 @@ fn write_package(dir: &Path, layers: &Layers) -> Result<()> {
             _ => (Some(0.0), None),
         }
     };
-    let manifest = ModelManifest {
-        name: "churn".into(),
-        version: semver::Version::new(1, 0, 0),
-        format: ModelFormat::Mlp,
-        description: Some(
-            "Probability that a customer churns within 30 days (scorch demo, trained with candle)."
-                .into(),
-        ),
-        inputs: FEATURES
-            .iter()
-            .map(|f| {
-                let (min, max) = contract(f);
-                InputSpec {
-                    name: f.to_string(),
-                    dtype: FeatureType::Float32,
-                    min,
-                    max,
-                }
-            })
-            .collect(),
-        outputs: vec![OutputSpec {
-            name: "churn_probability".into(),
-            dtype: "float32".into(),
-        }],
-        mlp: Some(MlpSpec {
-            weights: "weights.safetensors".into(),
-            layers: WIDTHS.to_vec(),
-            activations: vec![Activation::Relu, Activation::Relu, Activation::Sigmoid],
-        }),
-    };
+    let mut manifest = ModelManifest::new("churn", semver::Version::new(1, 0, 0), ModelFormat::Mlp);
+    manifest.description = Some(
+        "Probability that a customer churns within 30 days (scorch demo, trained with candle)."
+            .into(),
+    );
+    manifest.inputs = FEATURES
+        .iter()
+        .map(|f| {
+            let (min, max) = contract(f);
+            InputSpec {
+                min,
+                max,
+                ..InputSpec::float32(f)
+            }
+        })
+        .collect();
+    manifest.outputs = vec![OutputSpec::float32("churn_probability")];
+    manifest.mlp = Some(MlpSpec {
+        weights: "weights.safetensors".into(),
+        layers: WIDTHS.to_vec(),
+        activations: vec![Activation::Relu, Activation::Relu, Activation::Sigmoid],
+    });
     let path = dir.join(scorch_udfs::package::MANIFEST_FILE);
     fs::write(&path, manifest.to_toml()).map_err(io(&path))?;
     Ok(())

@@ -123,6 +123,37 @@ enum ModelCommand {
         /// Package folder (URL or path).
         package: String,
     },
+    /// Make a package from an exported model: an .onnx file, an XGBoost .json, a LightGBM .txt,
+    /// or a sentence-transformers folder. Inputs and outputs are read from the artifact.
+    Init {
+        /// The exported model.
+        artifact: PathBuf,
+        /// Package folder to create (default: the artifact's name without extension).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Model name (default: the package folder's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Semantic version.
+        #[arg(long, default_value = "1.0.0")]
+        version: semver::Version,
+    },
+    /// Print a package's model card: name, version, format, hash, inputs, outputs, size.
+    Inspect {
+        /// Package folder (URL or path).
+        package: String,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a package: its hash (against `--sha256` when given) and that its runtime loads.
+    Verify {
+        /// Package folder (URL or path).
+        package: String,
+        /// The hash it must have.
+        #[arg(long)]
+        sha256: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -295,26 +326,167 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             let table = open_table(&output)?;
             print_log(&table, json).await?;
         }
-        Command::Model {
-            command: ModelCommand::Hash { package },
+        Command::Model { command } => model_command(command).await?,
+    }
+    Ok(())
+}
+
+async fn fetch_package(
+    package: &str,
+) -> anyhow::Result<(scorch_udfs::ModelLoader, scorch_udfs::ModelPackage)> {
+    let cwd = std::env::current_dir().context("current directory")?;
+    let location = Location::parse_dir(package, &cwd).map_err(|message| Error::Location {
+        location: package.to_string(),
+        message,
+    })?;
+    let stores = std::sync::Arc::new(StoreRegistry::new());
+    let loader = scorch_udfs::ModelLoader::try_new(stores, DeviceSpec::Cpu).map_err(Error::from)?;
+    let p = loader
+        .fetch(location.url().as_str())
+        .await
+        .map_err(Error::from)?;
+    Ok((loader, p))
+}
+
+async fn model_command(command: ModelCommand) -> anyhow::Result<()> {
+    match command {
+        ModelCommand::Hash { package } => {
+            let (_, p) = fetch_package(&package).await?;
+            println!("{}", p.sha256);
+        }
+        ModelCommand::Init {
+            artifact,
+            out,
+            name,
+            version,
         } => {
-            let cwd = std::env::current_dir().context("current directory")?;
-            let location =
-                Location::parse_dir(&package, &cwd).map_err(|message| Error::Location {
-                    location: package.clone(),
-                    message,
+            let out = out.unwrap_or_else(|| {
+                let stem = artifact
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().to_string())
+                    .unwrap_or_else(|| "model".into());
+                artifact.with_file_name(format!("{stem}-package"))
+            });
+            let name = name.unwrap_or_else(|| {
+                out.file_name()
+                    .map(|n| {
+                        n.to_string_lossy()
+                            .replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "_")
+                    })
+                    .unwrap_or_else(|| "model".into())
+            });
+            let inferred =
+                scorch_udfs::init::infer(&artifact, &name, version).map_err(Error::from)?;
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            for (relative, source) in &inferred.files {
+                let target = out.join(relative);
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent)
+                        .with_context(|| format!("creating {}", parent.display()))?;
+                }
+                std::fs::copy(source, &target).with_context(|| {
+                    format!("copying {} to {}", source.display(), target.display())
                 })?;
-            let stores = std::sync::Arc::new(StoreRegistry::new());
-            let loader =
-                scorch_udfs::ModelLoader::try_new(stores, DeviceSpec::Cpu).map_err(Error::from)?;
-            let p = loader
-                .fetch(location.url().as_str())
+            }
+            let manifest_path = out.join(scorch_udfs::package::MANIFEST_FILE);
+            std::fs::write(&manifest_path, inferred.manifest.to_toml())
+                .with_context(|| format!("writing {}", manifest_path.display()))?;
+            let files = scorch_udfs::package::read_local_dir(&out).map_err(Error::from)?;
+            let package =
+                scorch_udfs::ModelPackage::try_from_files(&out.display().to_string(), files)
+                    .map_err(Error::from)?;
+            scorch_udfs::runtime::try_load(&name, &package, &candle_core::Device::Cpu)
+                .map_err(Error::from)?;
+            println!(
+                "wrote {} ({} inputs, {} outputs); review the names and input ranges, then pin it:",
+                manifest_path.display(),
+                package.manifest.inputs.len(),
+                package.manifest.outputs.len()
+            );
+            println!("sha256 = \"{}\"", package.sha256);
+        }
+        ModelCommand::Inspect { package, json } => {
+            let (_, p) = fetch_package(&package).await?;
+            if json {
+                #[derive(serde::Serialize)]
+                struct Card<'a> {
+                    uri: &'a str,
+                    sha256: &'a str,
+                    size_bytes: u64,
+                    files: Vec<(&'a String, usize)>,
+                    manifest: &'a scorch_udfs::ModelManifest,
+                }
+                let card = Card {
+                    uri: &p.uri,
+                    sha256: &p.sha256,
+                    size_bytes: p.size_bytes(),
+                    files: p.files.iter().map(|(k, v)| (k, v.len())).collect(),
+                    manifest: &p.manifest,
+                };
+                println!("{}", serde_json::to_string_pretty(&card)?);
+            } else {
+                print_card(&p);
+            }
+        }
+        ModelCommand::Verify { package, sha256 } => {
+            let (loader, p) = fetch_package(&package).await?;
+            if let Some(expected) = &sha256 {
+                p.verify(&p.manifest.name, expected).map_err(Error::from)?;
+            }
+            loader
+                .load_package(&p.manifest.name, &p)
                 .await
                 .map_err(Error::from)?;
-            println!("{}", p.sha256);
+            println!(
+                "{} v{} ({}): sha256 {}{}; the model loads",
+                p.manifest.name,
+                p.manifest.version,
+                p.manifest.format,
+                p.sha256,
+                if sha256.is_some() { " matches" } else { "" }
+            );
         }
     }
     Ok(())
+}
+
+fn print_card(p: &scorch_udfs::ModelPackage) {
+    let m = &p.manifest;
+    println!("{} v{}  ({})", m.name, m.version, m.format);
+    if let Some(d) = &m.description {
+        println!("  {d}");
+    }
+    println!("  location: {}", p.uri);
+    println!("  sha256:   {}", p.sha256);
+    println!(
+        "  size:     {} in {} files",
+        human_bytes(p.size_bytes()),
+        p.files.len()
+    );
+    println!("  inputs ({}):", m.inputs.len());
+    for i in &m.inputs {
+        let range = match (i.min, i.max) {
+            (None, None) => String::new(),
+            (min, max) => format!(
+                "  in [{}, {}]",
+                min.map_or("-inf".to_string(), |v| v.to_string()),
+                max.map_or("inf".to_string(), |v| v.to_string())
+            ),
+        };
+        println!("    {:<28} {}{range}", i.name, i.dtype);
+    }
+    println!("  outputs ({}):", m.outputs.len());
+    for o in &m.outputs {
+        let shape = o.size.map(|s| format!("[{s}]")).unwrap_or_default();
+        let source = o
+            .source
+            .as_deref()
+            .map(|s| format!("  from {s}"))
+            .unwrap_or_default();
+        let index = o.index.map(|i| format!("[{i}]")).unwrap_or_default();
+        println!("    {:<28} {}{shape}{source}{index}", o.name, o.dtype);
+    }
+    println!("  baseline statistics: none");
 }
 
 fn open_table(output: &str) -> Result<Table, Error> {

@@ -5,6 +5,7 @@ mod support;
 mod commit;
 mod errors;
 mod explain;
+mod formats;
 mod readers;
 mod scoring;
 mod servers;

@@ -171,7 +171,6 @@ impl ExtensionOptions for ScorchOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::package::FeatureType;
 
     fn model() -> ModelRef {
         ModelRef {
@@ -181,15 +180,10 @@ mod tests {
             version: "1.0.0".into(),
             format: ModelFormat::Mlp,
             inputs: vec![InputSpec {
-                name: "x".into(),
-                dtype: FeatureType::Float32,
-                min: None,
                 max: Some(3.0),
+                ..InputSpec::float32("x")
             }],
-            outputs: vec![OutputSpec {
-                name: "p".into(),
-                dtype: "float32".into(),
-            }],
+            outputs: vec![OutputSpec::float32("p")],
         }
     }
 

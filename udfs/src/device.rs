@@ -69,6 +69,18 @@ impl DeviceSpec {
     }
 }
 
+/// Every device this build and machine can run models on: the CPU, then each CUDA device found.
+/// Numerical tests run once per entry.
+pub fn available() -> Vec<DeviceSpec> {
+    let mut devices = vec![DeviceSpec::Cpu];
+    devices.extend(
+        (0..16)
+            .map(DeviceSpec::Cuda)
+            .take_while(|d| d.try_device().is_ok()),
+    );
+    devices
+}
+
 #[cfg(feature = "cuda")]
 fn cuda_device(ordinal: usize) -> Result<Device> {
     Device::new_cuda(ordinal).map_err(|e| Error::DeviceUnavailable {

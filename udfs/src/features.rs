@@ -1,10 +1,12 @@
-//! Arrow columns to a dense feature matrix, applying the model's input contract.
+//! Arrow columns to dense feature matrices, applying the model's input contract.
 //!
 //! The contract, the same for every model format:
-//! - a row whose feature is SQL `NULL`, `NaN` or infinite is not scored: its prediction is `NULL`;
+//! - a row whose feature is SQL `NULL`, `NaN` or infinite is not scored: its prediction is `NULL`
+//!   (tree models and ONNX graphs that handle missing values themselves can opt in to receiving
+//!   `NaN` instead, see [`MissingPolicy`]);
 //! - a row whose feature is outside the `[min, max]` range the manifest declares is not scored;
-//! - an argument whose SQL type cannot be converted (strings, dates, lists) is refused when the
-//!   query is planned, naming the argument and the expected type.
+//! - an argument whose SQL type cannot be converted (a string for a numeric input, a date) is
+//!   refused when the query is planned, naming the argument and the expected type.
 //!
 //! Unscored rows are counted by the engine from the written output, and a job can fail when
 //! their share passes a threshold.
@@ -12,13 +14,19 @@
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::buffer::BooleanBuffer;
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Float32Type};
+use arrow::datatypes::{DataType, Float32Type, Float64Type};
 
 use crate::error::{Error, Result};
 use crate::package::{FeatureType, InputSpec};
 
 /// Whether an Arrow type can feed an input of type `expected`.
 pub fn accepts(expected: FeatureType, actual: &DataType) -> bool {
+    let text = |t: &DataType| {
+        matches!(
+            t,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
+        )
+    };
     match expected {
         FeatureType::Float32 | FeatureType::Float64 => {
             actual.is_numeric() || matches!(actual, DataType::Boolean | DataType::Null)
@@ -29,25 +37,122 @@ pub fn accepts(expected: FeatureType, actual: &DataType) -> bool {
         FeatureType::Bool => {
             matches!(actual, DataType::Boolean | DataType::Null) || actual.is_integer()
         }
+        FeatureType::String => match actual {
+            DataType::Dictionary(_, value) => text(value),
+            other => text(other),
+        },
     }
 }
 
-/// A row-major `f32` matrix of the rows that can be scored, and which rows those are.
+/// The numeric precision a runtime wants its features in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// `f32`: neural networks.
+    F32,
+    /// `f64`: tree ensembles, whose thresholds are compared in double precision.
+    F64,
+}
+
+/// What happens to a row with a missing (NULL or NaN) numeric feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingPolicy {
+    /// Not scored: its prediction is NULL.
+    Reject,
+    /// Scored with NaN in place of the value: for models that route missing values themselves
+    /// (tree ensembles' default directions, imputers).
+    PassNan,
+}
+
+/// Row-major numeric features of the scored rows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Numeric {
+    /// Single precision.
+    F32(Vec<f32>),
+    /// Double precision.
+    F64(Vec<f64>),
+}
+
+impl Numeric {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            Numeric::F32(v) => v.len(),
+            Numeric::F64(v) => v.len(),
+        }
+    }
+
+    /// Whether there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The values as `f32` (borrowed when already single precision).
+    pub fn to_f32(&self) -> std::borrow::Cow<'_, [f32]> {
+        match self {
+            Numeric::F32(v) => std::borrow::Cow::Borrowed(v),
+            Numeric::F64(v) => std::borrow::Cow::Owned(v.iter().map(|x| *x as f32).collect()),
+        }
+    }
+
+    /// The values as `f64` (borrowed when already double precision).
+    pub fn to_f64(&self) -> std::borrow::Cow<'_, [f64]> {
+        match self {
+            Numeric::F64(v) => std::borrow::Cow::Borrowed(v),
+            Numeric::F32(v) => std::borrow::Cow::Owned(v.iter().map(|x| f64::from(*x)).collect()),
+        }
+    }
+}
+
+/// Where a declared input's values are in a [`FeatureMatrix`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// Column `i` of the numeric matrix.
+    Numeric(usize),
+    /// Text column `i`.
+    Text(usize),
+}
+
+/// The features of the rows that can be scored, and which rows those are.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeatureMatrix {
-    /// Row-major values, `scored_rows() * cols` long.
-    pub data: Vec<f32>,
-    /// Number of features per row.
+    /// Row-major numeric features, `scored_rows() * cols` values.
+    pub numeric: Numeric,
+    /// Numeric features per row.
     pub cols: usize,
+    /// Text features, one vector of `scored_rows()` strings per text input.
+    pub text: Vec<Vec<String>>,
+    /// Where each declared input is.
+    pub slots: Vec<Slot>,
     /// Number of input rows.
     pub total_rows: usize,
-    /// Which input rows are in `data`; `None` when all are.
+    /// Which input rows are scored; `None` when all are.
     pub valid: Option<BooleanBuffer>,
+    scored: usize,
 }
 
 impl FeatureMatrix {
+    /// A matrix of numeric rows that are all valid (for runtimes fed outside SQL).
+    pub fn from_rows(numeric: Numeric, cols: usize) -> Self {
+        let scored = numeric.len().checked_div(cols).unwrap_or(0);
+        Self {
+            numeric,
+            cols,
+            text: Vec::new(),
+            slots: (0..cols).map(Slot::Numeric).collect(),
+            total_rows: scored,
+            valid: None,
+            scored,
+        }
+    }
+
     /// Builds the matrix from one array per declared input. `model` names the model in errors.
-    pub fn try_new(model: &str, columns: &[ArrayRef], inputs: &[InputSpec]) -> Result<Self> {
+    pub fn try_new(
+        model: &str,
+        columns: &[ArrayRef],
+        inputs: &[InputSpec],
+        precision: Precision,
+        missing: MissingPolicy,
+    ) -> Result<Self> {
         if columns.len() != inputs.len() {
             return Err(Error::BadArguments {
                 function: "predict",
@@ -56,86 +161,137 @@ impl FeatureMatrix {
             });
         }
         let total_rows = columns.first().map_or(0, |c| c.len());
-        let cols = columns.len();
-        let floats = columns
-            .iter()
-            .map(|c| cast(c, &DataType::Float32).map_err(Error::from))
-            .collect::<Result<Vec<_>>>()?;
+        let mut slots = Vec::with_capacity(inputs.len());
+        let mut numeric_columns: Vec<ArrayRef> = Vec::new();
+        let mut numeric_specs: Vec<&InputSpec> = Vec::new();
+        let mut text_columns: Vec<ArrayRef> = Vec::new();
+        for (column, spec) in columns.iter().zip(inputs) {
+            if spec.dtype == FeatureType::String {
+                slots.push(Slot::Text(text_columns.len()));
+                text_columns.push(cast(column, &DataType::Utf8)?);
+            } else {
+                slots.push(Slot::Numeric(numeric_columns.len()));
+                numeric_columns.push(cast(column, &DataType::Float64)?);
+                numeric_specs.push(spec);
+            }
+        }
 
         // Pass 1: which rows keep every feature within its contract.
         let mut valid = vec![true; total_rows];
-        let mut any_invalid = false;
-        for (array, spec) in floats.iter().zip(inputs) {
-            let values = array.as_primitive::<Float32Type>();
+        for (array, spec) in numeric_columns.iter().zip(&numeric_specs) {
+            let values = array.as_primitive::<Float64Type>();
             let (min, max) = (
                 spec.min.unwrap_or(f64::NEG_INFINITY),
                 spec.max.unwrap_or(f64::INFINITY),
             );
-            let ranged = spec.min.is_some() || spec.max.is_some();
             for (row, ok) in valid.iter_mut().enumerate() {
                 let v = values.value(row);
-                let bad = values.is_null(row)
-                    || !v.is_finite()
-                    || (ranged && (f64::from(v) < min || f64::from(v) > max));
+                let missing_value = values.is_null(row) || v.is_nan();
+                let bad = if missing_value {
+                    missing == MissingPolicy::Reject
+                } else {
+                    v.is_infinite() || v < min || v > max
+                };
                 if bad {
                     *ok = false;
-                    any_invalid = true;
                 }
             }
         }
-
-        // Pass 2: gather the valid rows into row-major order.
-        let scored = if any_invalid {
-            valid.iter().filter(|v| **v).count()
-        } else {
-            total_rows
-        };
-        let mut data = vec![0f32; scored * cols];
-        let slices: Vec<&[f32]> = floats
-            .iter()
-            .map(|a| a.as_primitive::<Float32Type>().values().as_ref())
-            .collect();
-        let mut out_row = 0;
-        for row in 0..total_rows {
-            if any_invalid && !valid[row] {
-                continue;
+        for array in &text_columns {
+            for (row, ok) in valid.iter_mut().enumerate() {
+                if array.is_null(row) {
+                    *ok = false;
+                }
             }
-            let dst = &mut data[out_row * cols..(out_row + 1) * cols];
-            for (d, col) in dst.iter_mut().zip(&slices) {
-                *d = col[row];
-            }
-            out_row += 1;
         }
+        let any_invalid = valid.iter().any(|v| !v);
+        let rows: Vec<usize> = if any_invalid {
+            (0..total_rows).filter(|r| valid[*r]).collect()
+        } else {
+            (0..total_rows).collect()
+        };
 
+        // Pass 2: gather the valid rows, row-major; missing values become NaN.
+        let cols = numeric_columns.len();
+        let gather = |out: &mut dyn FnMut(usize, usize, f64)| {
+            for (c, array) in numeric_columns.iter().enumerate() {
+                let values = array.as_primitive::<Float64Type>();
+                let raw = values.values();
+                for (i, &row) in rows.iter().enumerate() {
+                    let v = if values.is_null(row) {
+                        f64::NAN
+                    } else {
+                        raw[row]
+                    };
+                    out(i, c, v);
+                }
+            }
+        };
+        let numeric = match precision {
+            Precision::F64 => {
+                let mut data = vec![0f64; rows.len() * cols];
+                gather(&mut |i, c, v| data[i * cols + c] = v);
+                Numeric::F64(data)
+            }
+            Precision::F32 => {
+                let mut data = vec![0f32; rows.len() * cols];
+                gather(&mut |i, c, v| data[i * cols + c] = v as f32);
+                Numeric::F32(data)
+            }
+        };
+        let text = text_columns
+            .iter()
+            .map(|array| {
+                let strings = array.as_string::<i32>();
+                rows.iter()
+                    .map(|&row| strings.value(row).to_string())
+                    .collect()
+            })
+            .collect();
         let valid = any_invalid.then(|| BooleanBuffer::from_iter(valid.iter().copied()));
         Ok(Self {
-            data,
+            numeric,
             cols,
+            text,
+            slots,
             total_rows,
             valid,
+            scored: rows.len(),
         })
     }
 
-    /// Number of rows in `data`.
+    /// Number of rows scored.
     pub fn scored_rows(&self) -> usize {
-        self.data.len().checked_div(self.cols).unwrap_or(0)
+        self.scored
     }
+}
+
+/// Reads a float32 column as `f32` values (a helper for runtimes and tests).
+pub fn f32_values(array: &ArrayRef) -> Result<Vec<f32>> {
+    let cast = cast(array, &DataType::Float32)?;
+    Ok(cast.as_primitive::<Float32Type>().values().to_vec())
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::{BooleanArray, Float64Array, Int32Array};
+    use arrow::array::{BooleanArray, Float64Array, Int32Array, StringArray};
 
     use super::*;
 
     fn spec(name: &str, min: Option<f64>, max: Option<f64>) -> InputSpec {
         InputSpec {
-            name: name.into(),
-            dtype: FeatureType::Float32,
             min,
             max,
+            ..InputSpec::float32(name)
+        }
+    }
+
+    fn text(name: &str) -> InputSpec {
+        InputSpec {
+            dtype: FeatureType::String,
+            ..InputSpec::float32(name)
         }
     }
 
@@ -154,6 +310,8 @@ mod tests {
             "m",
             &[a, b],
             &[spec("a", None, None), spec("b", Some(0.0), Some(60.0))],
+            Precision::F32,
+            MissingPolicy::Reject,
         )
         .expect("valid inputs");
         let valid: Vec<bool> = m
@@ -163,8 +321,44 @@ mod tests {
             .iter()
             .collect();
         assert_eq!(valid, vec![true, false, false, true, false, false]);
-        assert_eq!(m.data, vec![1.0, 10.0, 4.0, 40.0]);
+        assert_eq!(m.numeric, Numeric::F32(vec![1.0, 10.0, 4.0, 40.0]));
         assert_eq!(m.scored_rows(), 2);
+    }
+
+    #[test]
+    fn missing_values_pass_as_nan_when_the_model_handles_them() {
+        let a: ArrayRef = Arc::new(Float64Array::from(vec![Some(1.5), None, Some(f64::NAN)]));
+        let m = FeatureMatrix::try_new(
+            "m",
+            &[a],
+            &[spec("a", None, None)],
+            Precision::F64,
+            MissingPolicy::PassNan,
+        )
+        .expect("valid");
+        assert!(m.valid.is_none());
+        let Numeric::F64(v) = &m.numeric else {
+            panic!("f64 requested")
+        };
+        assert_eq!(v[0], 1.5);
+        assert!(v[1].is_nan() && v[2].is_nan());
+    }
+
+    #[test]
+    fn text_inputs_are_gathered_and_nulls_rejected() {
+        let t: ArrayRef = Arc::new(StringArray::from(vec![Some("a b"), None, Some("c")]));
+        let x: ArrayRef = Arc::new(Float64Array::from(vec![1.0, 2.0, 3.0]));
+        let m = FeatureMatrix::try_new(
+            "m",
+            &[t, x],
+            &[text("t"), spec("x", None, None)],
+            Precision::F32,
+            MissingPolicy::Reject,
+        )
+        .expect("valid");
+        assert_eq!(m.text, vec![vec!["a b".to_string(), "c".to_string()]]);
+        assert_eq!(m.slots, vec![Slot::Text(0), Slot::Numeric(0)]);
+        assert_eq!(m.numeric, Numeric::F32(vec![1.0, 3.0]));
     }
 
     #[test]
@@ -175,10 +369,12 @@ mod tests {
             "m",
             &[a, b],
             &[spec("a", None, None), spec("b", None, None)],
+            Precision::F32,
+            MissingPolicy::Reject,
         )
         .expect("valid");
         assert!(m.valid.is_none());
-        assert_eq!(m.data, vec![1.0, 0.5, 0.0, 1.5]);
+        assert_eq!(m.numeric, Numeric::F32(vec![1.0, 0.5, 0.0, 1.5]));
     }
 
     #[test]
@@ -188,6 +384,8 @@ mod tests {
             "churn",
             &[a],
             &[spec("a", None, None), spec("b", None, None)],
+            Precision::F32,
+            MissingPolicy::Reject,
         )
         .unwrap_err()
         .to_string();
@@ -201,5 +399,11 @@ mod tests {
         assert!(!accepts(FeatureType::Float32, &DataType::Utf8));
         assert!(!accepts(FeatureType::Int64, &DataType::Float64));
         assert!(!accepts(FeatureType::Float64, &DataType::Date32));
+        assert!(accepts(FeatureType::String, &DataType::Utf8View));
+        assert!(accepts(
+            FeatureType::String,
+            &DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+        ));
+        assert!(!accepts(FeatureType::String, &DataType::Float32));
     }
 }

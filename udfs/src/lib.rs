@@ -4,14 +4,17 @@
 //!
 //! - [`package`]: model packages (a `model.toml` manifest beside its artifacts) and their
 //!   SHA-256, verified before use;
-//! - [`runtime`]: model runtimes on candle (multilayer perceptrons from safetensors);
+//! - [`runtime`]: model runtimes: multilayer perceptrons and ONNX graphs on candle (with the
+//!   `ai.onnx.ml` operators native), XGBoost and LightGBM tree ensembles evaluated natively, and
+//!   BERT-family sentence encoders with their tokenizers;
 //! - [`features`]: Arrow columns to feature matrices, applying the input contract (null, NaN,
 //!   out-of-range rows are not scored and get `NULL`);
-//! - [`functions`]: the DataFusion scalar functions (`predict`);
+//! - [`functions`]: the DataFusion scalar functions (`predict`, `embed`);
+//! - [`init`]: manifests inferred from exported models (`scorch model init`);
 //! - [`catalog`]: the model catalog that travels with a plan as a config extension, so remote
 //!   processes resolve model names the same way;
 //! - [`cache`]: the process-wide model cache (one load per package and device per process);
-//! - [`device`]: CPU or CUDA (the `cuda` feature, off by default).
+//! - [`device`]: CPU or CUDA (the `cuda` feature, off by default, forwarded to candle).
 //!
 //! This crate knows nothing of jobs, outputs or commits; `scorch-engine` does.
 //!
@@ -42,6 +45,7 @@ pub mod device;
 pub mod error;
 pub mod features;
 pub mod functions;
+pub mod init;
 pub mod package;
 pub mod runtime;
 

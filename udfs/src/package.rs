@@ -42,13 +42,26 @@ const UNSAFE_EXTENSIONS: &[(&str, &str)] = &[
 pub enum ModelFormat {
     /// A multilayer perceptron stored as safetensors, run on candle.
     Mlp,
+    /// An ONNX graph (PyTorch, Keras, scikit-learn exports), run on candle with the
+    /// `ai.onnx.ml` operators implemented natively.
+    Onnx,
+    /// An XGBoost model saved as JSON, evaluated natively.
+    Xgboost,
+    /// A LightGBM model saved as text, evaluated natively.
+    Lightgbm,
+    /// A BERT-family sentence encoder (safetensors + tokenizer), run on candle.
+    Embedder,
 }
 
 impl fmt::Display for ModelFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ModelFormat::Mlp => f.write_str("mlp"),
-        }
+        f.write_str(match self {
+            ModelFormat::Mlp => "mlp",
+            ModelFormat::Onnx => "onnx",
+            ModelFormat::Xgboost => "xgboost",
+            ModelFormat::Lightgbm => "lightgbm",
+            ModelFormat::Embedder => "embedder",
+        })
     }
 }
 
@@ -67,6 +80,8 @@ pub enum FeatureType {
     Int64,
     /// A boolean, scored as 0.0 or 1.0.
     Bool,
+    /// Text (categorical codes for ONNX encoders, sentences for embedders).
+    String,
 }
 
 impl fmt::Display for FeatureType {
@@ -77,6 +92,7 @@ impl fmt::Display for FeatureType {
             FeatureType::Int32 => "int32",
             FeatureType::Int64 => "int64",
             FeatureType::Bool => "bool",
+            FeatureType::String => "string",
         })
     }
 }
@@ -96,6 +112,45 @@ pub struct InputSpec {
     /// Largest valid value; larger values make the row unscorable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<f64>,
+    /// ONNX only: the graph input this column feeds. Columns of one graph input are stacked in
+    /// declaration order; defaults to the graph's first input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onnx_input: Option<String>,
+}
+
+impl InputSpec {
+    /// A numeric input with no range contract.
+    pub fn float32(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            dtype: FeatureType::Float32,
+            min: None,
+            max: None,
+            onnx_input: None,
+        }
+    }
+}
+
+/// The SQL type of one output value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputType {
+    /// FLOAT.
+    Float32,
+    /// BIGINT (class labels).
+    Int64,
+    /// VARCHAR (string class labels).
+    String,
+}
+
+impl fmt::Display for OutputType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OutputType::Float32 => "float32",
+            OutputType::Int64 => "int64",
+            OutputType::String => "string",
+        })
+    }
 }
 
 /// One declared model output.
@@ -104,13 +159,42 @@ pub struct InputSpec {
 pub struct OutputSpec {
     /// Output name: the struct field name when a model has several outputs.
     pub name: String,
-    /// Declared type; scorch produces `float32`.
+    /// Value type.
     #[serde(rename = "type", default = "default_output_type")]
-    pub dtype: String,
+    pub dtype: OutputType,
+    /// A vector of this many values (a fixed-size list), instead of one value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<usize>,
+    /// Where the value comes from. Tree models: `prediction` (what the library's `predict`
+    /// returns), `margin` (raw score) or `label`; ONNX: a graph output name; MLP and embedders:
+    /// unused (outputs are taken in order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Pick this column of a two-dimensional source (a class's probability).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
 }
 
-fn default_output_type() -> String {
-    "float32".to_string()
+impl OutputSpec {
+    /// A scalar float output taken in order.
+    pub fn float32(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            dtype: OutputType::Float32,
+            size: None,
+            source: None,
+            index: None,
+        }
+    }
+
+    /// Values per row: the vector size, or 1.
+    pub fn width(&self) -> usize {
+        self.size.unwrap_or(1)
+    }
+}
+
+fn default_output_type() -> OutputType {
+    OutputType::Float32
 }
 
 /// Activation functions an MLP layer can use.
@@ -146,6 +230,55 @@ pub struct MlpSpec {
     pub activations: Vec<Activation>,
 }
 
+/// The `[xgboost]`, `[lightgbm]` and `[onnx]` sections: the artifact file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactSpec {
+    /// The artifact inside the package.
+    pub file: String,
+}
+
+/// Pooling of token embeddings into a sentence embedding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// Mean of the token embeddings, ignoring padding.
+    Mean,
+    /// The first (`[CLS]`) token's embedding.
+    Cls,
+    /// Element-wise maximum over the tokens.
+    Max,
+}
+
+/// The `[embedder]` section: a BERT-family encoder with its tokenizer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedderSpec {
+    /// The model's `config.json` (Hugging Face BERT configuration).
+    pub config: String,
+    /// The weights (safetensors).
+    pub weights: String,
+    /// The tokenizer (`tokenizer.json`).
+    pub tokenizer: String,
+    /// How token embeddings become one vector.
+    #[serde(default = "default_pooling")]
+    pub pooling: Pooling,
+    /// Scale each embedding to unit length (what sentence-transformers' `Normalize` does).
+    #[serde(default)]
+    pub normalize: bool,
+    /// Tokens kept per text; longer texts are truncated.
+    #[serde(default = "default_max_length")]
+    pub max_length: usize,
+}
+
+fn default_pooling() -> Pooling {
+    Pooling::Mean
+}
+
+fn default_max_length() -> usize {
+    512
+}
+
 /// The manifest of a model package (`model.toml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -166,9 +299,38 @@ pub struct ModelManifest {
     /// Architecture, for `format = "mlp"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mlp: Option<MlpSpec>,
+    /// The ONNX file, for `format = "onnx"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onnx: Option<ArtifactSpec>,
+    /// The XGBoost JSON file, for `format = "xgboost"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xgboost: Option<ArtifactSpec>,
+    /// The LightGBM text file, for `format = "lightgbm"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lightgbm: Option<ArtifactSpec>,
+    /// The encoder, for `format = "embedder"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedder: Option<EmbedderSpec>,
 }
 
 impl ModelManifest {
+    /// A manifest with no inputs, outputs or format section yet.
+    pub fn new(name: &str, version: semver::Version, format: ModelFormat) -> Self {
+        Self {
+            name: name.to_string(),
+            version,
+            format,
+            description: None,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            mlp: None,
+            onnx: None,
+            xgboost: None,
+            lightgbm: None,
+            embedder: None,
+        }
+    }
+
     /// Parses and checks a manifest; `uri` names the package in errors.
     pub fn try_from_toml(text: &str, uri: &str) -> Result<Self> {
         let manifest: ModelManifest = toml::from_str(text).map_err(|e| Error::InvalidManifest {
@@ -214,54 +376,107 @@ impl ModelManifest {
                 )));
             }
         }
+        let mut names = std::collections::HashSet::new();
         for output in &self.outputs {
-            if output.dtype != "float32" {
+            if !names.insert(output.name.as_str()) {
                 return Err(invalid(format!(
-                    "output `{}`: type `{}` is not supported (expected `float32`)",
-                    output.name, output.dtype
+                    "output `{}` is declared twice",
+                    output.name
+                )));
+            }
+            if output.size == Some(0) {
+                return Err(invalid(format!(
+                    "output `{}`: size must be at least 1",
+                    output.name
+                )));
+            }
+            if output.size.is_some() && output.dtype != OutputType::Float32 {
+                return Err(invalid(format!(
+                    "output `{}`: only float32 outputs can be vectors",
+                    output.name
                 )));
             }
         }
+        let section = |present: bool, name: &str| {
+            if present {
+                Ok(())
+            } else {
+                Err(invalid(format!(
+                    "format `{}` needs a `[{name}]` section",
+                    self.format
+                )))
+            }
+        };
         match self.format {
-            ModelFormat::Mlp => {
-                let mlp = self
-                    .mlp
-                    .as_ref()
-                    .ok_or_else(|| invalid("format `mlp` needs an `[mlp]` section".into()))?;
-                if mlp.layers.len() < 2 {
+            ModelFormat::Mlp => {}
+            ModelFormat::Onnx => section(self.onnx.is_some(), "onnx")?,
+            ModelFormat::Xgboost => section(self.xgboost.is_some(), "xgboost")?,
+            ModelFormat::Lightgbm => section(self.lightgbm.is_some(), "lightgbm")?,
+            ModelFormat::Embedder => {
+                section(self.embedder.is_some(), "embedder")?;
+                if self.inputs.len() != 1 || self.inputs[0].dtype != FeatureType::String {
                     return Err(invalid(
-                        "`mlp.layers` needs at least two widths (input and output)".into(),
+                        "an embedder takes exactly one input, of type `string`".into(),
                     ));
                 }
-                if mlp.activations.len() != mlp.layers.len() - 1 {
-                    return Err(invalid(format!(
-                        "`mlp.activations` has {} entries, expected {} (one per linear layer)",
-                        mlp.activations.len(),
-                        mlp.layers.len() - 1
-                    )));
+                if self.outputs.len() != 1 || self.outputs[0].size.is_none() {
+                    return Err(invalid(
+                        "an embedder has exactly one output, a float32 vector with `size`".into(),
+                    ));
                 }
-                if mlp.layers[0] != self.inputs.len() {
-                    return Err(invalid(format!(
-                        "`mlp.layers[0]` is {} but {} inputs are declared",
-                        mlp.layers[0],
-                        self.inputs.len()
-                    )));
+            }
+        }
+        if matches!(self.format, ModelFormat::Xgboost | ModelFormat::Lightgbm) {
+            for output in &self.outputs {
+                match output.source.as_deref() {
+                    Some("prediction" | "margin" | "label") => {}
+                    other => {
+                        return Err(invalid(format!(
+                            "output `{}`: source {other:?} is not one of `prediction`, `margin`, `label`",
+                            output.name
+                        )));
+                    }
                 }
-                let last = mlp.layers[mlp.layers.len() - 1];
-                if last != self.outputs.len() {
-                    return Err(invalid(format!(
-                        "the last layer has {last} outputs but {} outputs are declared",
-                        self.outputs.len()
-                    )));
-                }
-                if let Some(pos) = mlp.activations[..mlp.activations.len() - 1]
-                    .iter()
-                    .position(|a| *a == Activation::Softmax)
-                {
-                    return Err(invalid(format!(
-                        "`softmax` is only allowed on the last layer, found on layer {pos}"
-                    )));
-                }
+            }
+        }
+        if self.format == ModelFormat::Mlp {
+            let mlp = self
+                .mlp
+                .as_ref()
+                .ok_or_else(|| invalid("format `mlp` needs an `[mlp]` section".into()))?;
+            if mlp.layers.len() < 2 {
+                return Err(invalid(
+                    "`mlp.layers` needs at least two widths (input and output)".into(),
+                ));
+            }
+            if mlp.activations.len() != mlp.layers.len() - 1 {
+                return Err(invalid(format!(
+                    "`mlp.activations` has {} entries, expected {} (one per linear layer)",
+                    mlp.activations.len(),
+                    mlp.layers.len() - 1
+                )));
+            }
+            if mlp.layers[0] != self.inputs.len() {
+                return Err(invalid(format!(
+                    "`mlp.layers[0]` is {} but {} inputs are declared",
+                    mlp.layers[0],
+                    self.inputs.len()
+                )));
+            }
+            let last = mlp.layers[mlp.layers.len() - 1];
+            let declared: usize = self.outputs.iter().map(OutputSpec::width).sum();
+            if last != declared {
+                return Err(invalid(format!(
+                    "the last layer has {last} outputs but the declared outputs hold {declared} values"
+                )));
+            }
+            if let Some(pos) = mlp.activations[..mlp.activations.len() - 1]
+                .iter()
+                .position(|a| *a == Activation::Softmax)
+            {
+                return Err(invalid(format!(
+                    "`softmax` is only allowed on the last layer, found on layer {pos}"
+                )));
             }
         }
         Ok(())
@@ -269,9 +484,15 @@ impl ModelManifest {
 
     /// The artifact files the manifest names.
     pub fn artifacts(&self) -> Vec<&str> {
-        match self.format {
-            ModelFormat::Mlp => self.mlp.iter().map(|m| m.weights.as_str()).collect(),
+        let mut files: Vec<&str> = Vec::new();
+        files.extend(self.mlp.iter().map(|m| m.weights.as_str()));
+        files.extend(self.onnx.iter().map(|a| a.file.as_str()));
+        files.extend(self.xgboost.iter().map(|a| a.file.as_str()));
+        files.extend(self.lightgbm.iter().map(|a| a.file.as_str()));
+        if let Some(e) = &self.embedder {
+            files.extend([e.config.as_str(), e.weights.as_str(), e.tokenizer.as_str()]);
         }
+        files
     }
 }
 

@@ -1,11 +1,14 @@
 //! The DataFusion functions scorch adds to SQL, one module per function.
 
+pub mod embed;
 pub mod predict;
+pub mod scoring;
 
 use std::sync::Arc;
 
 use datafusion::logical_expr::ScalarUDF;
 
+pub use embed::EmbedFunc;
 pub use predict::PredictFunc;
 
 use crate::cache::ModelLoader;
@@ -16,7 +19,13 @@ use crate::catalog::ModelCatalog;
 /// Register these on a built session state (not through
 /// `SessionStateBuilder::with_scalar_functions`, which would drop DataFusion's built-ins).
 pub fn all_functions(loader: ModelLoader, catalog: Arc<ModelCatalog>) -> Vec<Arc<ScalarUDF>> {
-    vec![predict_udf(loader, catalog)]
+    vec![
+        Arc::new(ScalarUDF::new_from_impl(EmbedFunc::new(
+            loader.clone(),
+            Arc::clone(&catalog),
+        ))),
+        predict_udf(loader, catalog),
+    ]
 }
 
 /// `predict` as a [`ScalarUDF`].

@@ -5,15 +5,15 @@ use candle_nn::Linear;
 
 use crate::error::{Error, Result};
 use crate::features::FeatureMatrix;
-use crate::package::{Activation, ModelPackage};
-use crate::runtime::Model;
+use crate::package::{Activation, ModelPackage, OutputSpec};
+use crate::runtime::{Model, OutputColumn, split_outputs};
 
 /// A stack of linear layers, each followed by its activation.
 #[derive(Debug)]
 pub struct MlpModel {
     name: String,
     layers: Vec<(Linear, Activation)>,
-    outputs: usize,
+    outputs: Vec<OutputSpec>,
     device: Device,
 }
 
@@ -59,7 +59,7 @@ impl MlpModel {
         }
         Ok(Self {
             name: name.to_string(),
-            outputs: spec.layers[spec.layers.len() - 1],
+            outputs: package.manifest.outputs.clone(),
             layers,
             device: device.clone(),
         })
@@ -83,20 +83,121 @@ impl MlpModel {
 }
 
 impl Model for MlpModel {
-    fn predict(&self, features: &FeatureMatrix) -> Result<Vec<f32>> {
+    fn predict(&self, features: &FeatureMatrix) -> Result<Vec<OutputColumn>> {
         let rows = features.scored_rows();
         if rows == 0 {
-            return Ok(Vec::new());
+            return split_outputs(&self.name, &[], 0, &self.outputs);
         }
-        let x = Tensor::from_slice(&features.data, (rows, features.cols), &self.device)
+        let data = features.numeric.to_f32();
+        let x = Tensor::from_slice(&data, (rows, features.cols), &self.device)
             .map_err(Error::candle(&self.name))?;
         let y = self.forward(x).map_err(Error::candle(&self.name))?;
-        y.flatten_all()
+        let values = y
+            .flatten_all()
             .and_then(|t| t.to_vec1::<f32>())
-            .map_err(Error::candle(&self.name))
+            .map_err(Error::candle(&self.name))?;
+        split_outputs(&self.name, &values, rows, &self.outputs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::device;
+    use crate::features::Numeric;
+    use crate::package::{MANIFEST_FILE, ModelPackage};
+
+    /// A 2-3-2 network (ReLU, softmax) with weights chosen by hand.
+    fn package() -> ModelPackage {
+        let tensors: HashMap<String, Tensor> = HashMap::from([
+            (
+                "layers.0.weight".to_string(),
+                Tensor::new(&[[1.0f32, -1.0], [0.5, 0.5], [-2.0, 1.0]], &Device::Cpu)
+                    .expect("tensor"),
+            ),
+            (
+                "layers.0.bias".to_string(),
+                Tensor::new(&[0.0f32, 1.0, 0.5], &Device::Cpu).expect("tensor"),
+            ),
+            (
+                "layers.1.weight".to_string(),
+                Tensor::new(&[[1.0f32, 0.0, -1.0], [0.0, 2.0, 1.0]], &Device::Cpu).expect("tensor"),
+            ),
+            (
+                "layers.1.bias".to_string(),
+                Tensor::new(&[0.25f32, -0.25], &Device::Cpu).expect("tensor"),
+            ),
+        ]);
+        let dir = tempfile::tempdir().expect("temp");
+        let weights = dir.path().join("w.safetensors");
+        candle_core::safetensors::save(&tensors, &weights).expect("save");
+        let manifest = r#"
+name = "tiny"
+version = "0.1.0"
+format = "mlp"
+[[inputs]]
+name = "a"
+type = "float32"
+[[inputs]]
+name = "b"
+type = "float32"
+[[outputs]]
+name = "p"
+type = "float32"
+size = 2
+[mlp]
+weights = "w.safetensors"
+layers = [2, 3, 2]
+activations = ["relu", "softmax"]
+"#;
+        let files = BTreeMap::from([
+            (MANIFEST_FILE.to_string(), Bytes::from(manifest)),
+            (
+                "w.safetensors".to_string(),
+                Bytes::from(std::fs::read(&weights).expect("read")),
+            ),
+        ]);
+        ModelPackage::try_from_files("mem://tiny", files).expect("valid package")
     }
 
-    fn num_outputs(&self) -> usize {
-        self.outputs
+    fn reference(a: f32, b: f32) -> [f32; 2] {
+        let h = [
+            (a - b).max(0.0),
+            (0.5 * a + 0.5 * b + 1.0).max(0.0),
+            (-2.0 * a + b + 0.5).max(0.0),
+        ];
+        let z = [h[0] - h[2] + 0.25, 2.0 * h[1] + h[2] - 0.25];
+        let m = z[0].max(z[1]);
+        let e = [(z[0] - m).exp(), (z[1] - m).exp()];
+        [e[0] / (e[0] + e[1]), e[1] / (e[0] + e[1])]
+    }
+
+    #[test]
+    fn forward_matches_the_reference_on_every_device() {
+        let package = package();
+        let rows = [[0.0f32, 0.0], [1.0, -1.0], [-0.5, 2.0], [3.0, 0.25]];
+        for spec in device::available() {
+            let device = spec.try_device().expect("listed devices work");
+            let model = MlpModel::try_new("tiny", &package, &device).expect("loads");
+            let features =
+                FeatureMatrix::from_rows(Numeric::F32(rows.iter().flatten().copied().collect()), 2);
+            let out = model.predict(&features).expect("scores");
+            let OutputColumn::F32(values) = &out[0] else {
+                panic!("float output")
+            };
+            for (r, row) in rows.iter().enumerate() {
+                let want = reference(row[0], row[1]);
+                for j in 0..2 {
+                    assert!(
+                        (values[r * 2 + j] - want[j]).abs() < 1e-6,
+                        "{spec}: row {r}: {values:?} vs {want:?}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -1,0 +1,264 @@
+//! What `predict` and `embed` share: resolving the model named by the first argument, checking
+//! the arguments against its declared inputs at plan time, and scoring a batch into Arrow.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, FixedSizeListArray, Float32Array, Int64Array, StringArray, StructArray,
+};
+use arrow::buffer::{NullBuffer, ScalarBuffer};
+use arrow::datatypes::{DataType, Field, FieldRef, Fields};
+use datafusion::common::{ScalarValue, exec_err, plan_err};
+use datafusion::error::Result;
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs};
+
+use crate::cache::ModelLoader;
+use crate::catalog::{ModelCatalog, ModelRef};
+use crate::error::Error;
+use crate::features::{FeatureMatrix, accepts};
+use crate::package::{OutputSpec, OutputType};
+use crate::runtime::OutputColumn;
+
+/// Field metadata key naming the model whose output a column holds. Set on the return field, it
+/// follows the column through projections into the output schema, so the engine can count
+/// unscored rows and readers can see which model produced a column.
+pub const PREDICTION_METADATA: &str = "scorch.model";
+
+/// The state both scoring functions carry: how to load models, and which models exist.
+#[derive(Debug, Clone)]
+pub struct Scorer {
+    /// Loads models (process-wide cache).
+    pub loader: ModelLoader,
+    /// The models of the session.
+    pub catalog: Arc<ModelCatalog>,
+}
+
+impl PartialEq for Scorer {
+    fn eq(&self, other: &Self) -> bool {
+        self.catalog == other.catalog
+    }
+}
+
+impl Eq for Scorer {}
+
+impl Hash for Scorer {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        for model in self.catalog.iter() {
+            model.name.hash(state);
+            model.sha256.hash(state);
+        }
+    }
+}
+
+/// The model name given as the first argument of a call.
+pub fn model_name<'a>(function: &str, args: &'a [Option<&'a ScalarValue>]) -> Result<&'a str> {
+    match args.first() {
+        Some(Some(
+            ScalarValue::Utf8(Some(name))
+            | ScalarValue::LargeUtf8(Some(name))
+            | ScalarValue::Utf8View(Some(name)),
+        )) => Ok(name),
+        _ => plan_err!(
+            "{function}: the first argument must be a model name as a string literal, e.g. {function}('churn', col_a, col_b)"
+        ),
+    }
+}
+
+/// Checks a call's feature arguments against the model's declared inputs.
+pub fn check_arguments(
+    function: &'static str,
+    model: &ModelRef,
+    arg_fields: &[FieldRef],
+) -> Result<(), Error> {
+    let features = &arg_fields[1..];
+    let bad = |reason: String| Error::BadArguments {
+        function,
+        model: model.name.clone(),
+        reason,
+    };
+    if features.len() != model.inputs.len() {
+        let declared: Vec<String> = model
+            .inputs
+            .iter()
+            .map(|i| format!("{} {}", i.name, i.dtype))
+            .collect();
+        return Err(bad(format!(
+            "expected {} features ({}), got {}",
+            model.inputs.len(),
+            declared.join(", "),
+            features.len()
+        )));
+    }
+    for (position, (field, input)) in features.iter().zip(&model.inputs).enumerate() {
+        if !accepts(input.dtype, field.data_type()) {
+            return Err(bad(format!(
+                "argument {} (`{}`) has type {}, but input `{}` expects {}",
+                position + 2,
+                field.name(),
+                field.data_type(),
+                input.name,
+                input.dtype
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn output_type(o: &OutputSpec) -> DataType {
+    match (o.dtype, o.size) {
+        (OutputType::Float32, Some(n)) => DataType::FixedSizeList(
+            Arc::new(Field::new("item", DataType::Float32, true)),
+            n as i32,
+        ),
+        (OutputType::Float32, None) => DataType::Float32,
+        (OutputType::Int64, _) => DataType::Int64,
+        (OutputType::String, _) => DataType::Utf8,
+    }
+}
+
+fn output_fields(model: &ModelRef) -> Fields {
+    model
+        .outputs
+        .iter()
+        .map(|o| Field::new(&o.name, output_type(o), true))
+        .collect()
+}
+
+/// The SQL type of a model's output: the one output's type, or a struct of all outputs.
+pub fn return_type(model: &ModelRef) -> DataType {
+    if model.outputs.len() == 1 {
+        output_type(&model.outputs[0])
+    } else {
+        DataType::Struct(output_fields(model))
+    }
+}
+
+/// The return field of a call, tagged with the model's name.
+pub fn return_field(function: &str, model: &ModelRef) -> FieldRef {
+    let metadata = HashMap::from([(PREDICTION_METADATA.to_string(), model.name.clone())]);
+    Arc::new(Field::new(function, return_type(model), true).with_metadata(metadata))
+}
+
+impl Scorer {
+    /// Scores one batch: resolves the model from the plan's configuration (falling back to the
+    /// catalog this function was built with), converts the features, runs the model, and builds
+    /// the Arrow result with NULL for unscored rows.
+    pub fn invoke(&self, function: &str, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let name = match args.args.first() {
+            Some(ColumnarValue::Scalar(
+                ScalarValue::Utf8(Some(n))
+                | ScalarValue::LargeUtf8(Some(n))
+                | ScalarValue::Utf8View(Some(n)),
+            )) => n.clone(),
+            _ => return exec_err!("{function}: the first argument must be a model name literal"),
+        };
+        let catalog = ModelCatalog::in_config(&args.config_options).unwrap_or(&self.catalog);
+        let model_ref = catalog.get(&name)?;
+        let model = self.loader.load_blocking(model_ref)?;
+
+        let rows = args.number_rows;
+        let columns = args.args[1..]
+            .iter()
+            .map(|c| c.to_array(rows))
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        let features = FeatureMatrix::try_new(
+            &name,
+            &columns,
+            &model_ref.inputs,
+            model.precision(),
+            model.missing(),
+        )?;
+        let values = model.predict(&features)?;
+        if values.len() != model_ref.outputs.len() {
+            return exec_err!(
+                "{function}('{name}'): the model returned {} outputs, {} are declared",
+                values.len(),
+                model_ref.outputs.len()
+            );
+        }
+        let nulls = features.valid.clone().map(NullBuffer::new);
+        let mut arrays = Vec::with_capacity(values.len());
+        for (spec, column) in model_ref.outputs.iter().zip(values) {
+            arrays.push(scatter(
+                &name,
+                spec,
+                column,
+                &features,
+                rows,
+                nulls.clone(),
+            )?);
+        }
+        let array: ArrayRef = if arrays.len() == 1 {
+            arrays.remove(0)
+        } else {
+            Arc::new(StructArray::try_new(
+                output_fields(model_ref),
+                arrays,
+                nulls,
+            )?)
+        };
+        debug_assert_eq!(array.len(), rows);
+        Ok(ColumnarValue::Array(array))
+    }
+}
+
+/// Spreads the scored rows' values over all input rows (unscored rows get NULL).
+fn scatter(
+    model: &str,
+    spec: &OutputSpec,
+    column: OutputColumn,
+    features: &FeatureMatrix,
+    rows: usize,
+    nulls: Option<NullBuffer>,
+) -> Result<ArrayRef> {
+    let width = spec.width();
+    let scored = features.scored_rows();
+    if column.len() != scored * width {
+        return exec_err!(
+            "model `{model}` output `{}`: {} values for {scored} rows of width {width}",
+            spec.name,
+            column.len()
+        );
+    }
+    // Input row of each scored row.
+    let positions: Vec<usize> = match &features.valid {
+        None => (0..rows).collect(),
+        Some(valid) => valid.set_indices().collect(),
+    };
+    Ok(match column {
+        OutputColumn::F32(values) => {
+            let mut dense = vec![0f32; rows * width];
+            for (i, row) in positions.iter().enumerate() {
+                dense[row * width..(row + 1) * width]
+                    .copy_from_slice(&values[i * width..(i + 1) * width]);
+            }
+            if spec.size.is_some() {
+                let item = Arc::new(Field::new("item", DataType::Float32, true));
+                Arc::new(FixedSizeListArray::try_new(
+                    item,
+                    width as i32,
+                    Arc::new(Float32Array::new(ScalarBuffer::from(dense), None)),
+                    nulls,
+                )?)
+            } else {
+                Arc::new(Float32Array::new(ScalarBuffer::from(dense), nulls))
+            }
+        }
+        OutputColumn::I64(values) => {
+            let mut dense = vec![0i64; rows];
+            for (i, row) in positions.iter().enumerate() {
+                dense[*row] = values[i];
+            }
+            Arc::new(Int64Array::new(ScalarBuffer::from(dense), nulls))
+        }
+        OutputColumn::Str(values) => {
+            let mut dense: Vec<Option<String>> = vec![None; rows];
+            for (i, row) in positions.iter().enumerate() {
+                dense[*row] = Some(values[i].clone());
+            }
+            Arc::new(StringArray::from(dense))
+        }
+    })
+}

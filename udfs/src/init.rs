@@ -1,0 +1,377 @@
+//! Writing a package manifest from an exported model: what `scorch model init` does.
+//!
+//! The inputs and outputs are read from the artifact itself: an ONNX graph's signature, the
+//! feature names and objective of an XGBoost or LightGBM model, the configuration files of a
+//! sentence-transformers folder. Formats that execute code on load are refused with advice.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use candle_onnx::onnx::{self, ModelProto};
+use prost::Message;
+
+use crate::error::{Error, Result};
+use crate::package::{
+    ArtifactSpec, EmbedderSpec, FeatureType, InputSpec, ModelFormat, ModelManifest, OutputSpec,
+    OutputType, Pooling,
+};
+
+/// A manifest inferred from an artifact, and the files the package needs (name in the package
+/// to source path).
+#[derive(Debug)]
+pub struct Inferred {
+    /// The manifest.
+    pub manifest: ModelManifest,
+    /// Files to copy into the package.
+    pub files: BTreeMap<String, PathBuf>,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn invalid(path: &Path, reason: impl Into<String>) -> Error {
+    Error::InvalidManifest {
+        uri: path.display().to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Reads an artifact (a file, or a sentence-transformers folder) and infers its manifest.
+pub fn infer(path: &Path, name: &str, version: semver::Version) -> Result<Inferred> {
+    if path.is_dir() {
+        return infer_embedder(path, name, version);
+    }
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    if matches!(
+        ext.as_str(),
+        "pkl" | "pickle" | "joblib" | "dill" | "pt" | "pth" | "ckpt"
+    ) {
+        // Reuse the package check's message.
+        let files = BTreeMap::from([(file_name.clone(), bytes::Bytes::new())]);
+        return Err(crate::package::ModelPackage::try_from_files(
+            &path.display().to_string(),
+            files,
+        )
+        .expect_err("unsafe extensions are always refused"));
+    }
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    let mut manifest = match ext.as_str() {
+        "onnx" => infer_onnx(path, &bytes, name, version)?,
+        "json" => infer_xgboost(path, &bytes, name, version)?,
+        "txt" => infer_lightgbm(path, &bytes, name, version)?,
+        "safetensors" => {
+            return Err(invalid(
+                path,
+                "a bare safetensors file does not say its architecture; write the [mlp] section of model.toml by hand",
+            ));
+        }
+        _ => {
+            return Err(invalid(
+                path,
+                "expected an .onnx, XGBoost .json or LightGBM .txt model, or a sentence-transformers folder",
+            ));
+        }
+    };
+    let spec = Some(ArtifactSpec {
+        file: file_name.clone(),
+    });
+    match manifest.format {
+        ModelFormat::Onnx => manifest.onnx = spec,
+        ModelFormat::Xgboost => manifest.xgboost = spec,
+        ModelFormat::Lightgbm => manifest.lightgbm = spec,
+        _ => {}
+    }
+    Ok(Inferred {
+        manifest,
+        files: BTreeMap::from([(file_name, path.to_path_buf())]),
+    })
+}
+
+fn tree_outputs(classes: usize, classifier: bool) -> Vec<OutputSpec> {
+    let out = |name: &str, source: &str, dtype: OutputType, size: Option<usize>| OutputSpec {
+        name: name.to_string(),
+        dtype,
+        size,
+        source: Some(source.to_string()),
+        index: None,
+    };
+    match (classifier, classes) {
+        (true, k) if k > 2 => vec![
+            out("probabilities", "prediction", OutputType::Float32, Some(k)),
+            out("margin", "margin", OutputType::Float32, Some(k)),
+            out("label", "label", OutputType::Int64, None),
+        ],
+        (true, _) => vec![
+            out("probability", "prediction", OutputType::Float32, None),
+            out("margin", "margin", OutputType::Float32, None),
+            out("label", "label", OutputType::Int64, None),
+        ],
+        (false, _) => vec![
+            out("prediction", "prediction", OutputType::Float32, None),
+            out("margin", "margin", OutputType::Float32, None),
+        ],
+    }
+}
+
+fn tree_inputs(names: &[String], count: usize) -> Vec<InputSpec> {
+    (0..count)
+        .map(|i| InputSpec {
+            dtype: FeatureType::Float64,
+            ..InputSpec::float32(names.get(i).map(String::as_str).unwrap_or(&format!("f{i}")))
+        })
+        .collect()
+}
+
+fn infer_xgboost(
+    path: &Path,
+    bytes: &[u8],
+    name: &str,
+    version: semver::Version,
+) -> Result<ModelManifest> {
+    let json: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| invalid(path, format!("not an XGBoost JSON model: {e}")))?;
+    let learner = &json["learner"];
+    let count: usize = learner["learner_model_param"]["num_feature"]
+        .as_str()
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| {
+            invalid(
+                path,
+                "not an XGBoost JSON model (no learner.learner_model_param.num_feature)",
+            )
+        })?;
+    let names: Vec<String> = learner["feature_names"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let objective = learner["objective"]["name"].as_str().unwrap_or("");
+    let classes: usize = learner["learner_model_param"]["num_class"]
+        .as_str()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let classifier = objective.starts_with("binary:") || objective.starts_with("multi:");
+    let mut m = ModelManifest::new(name, version, ModelFormat::Xgboost);
+    m.description = Some(format!("XGBoost model, objective {objective}"));
+    m.inputs = tree_inputs(&names, count);
+    m.outputs = tree_outputs(classes.max(2), classifier);
+    Ok(m)
+}
+
+fn infer_lightgbm(
+    path: &Path,
+    bytes: &[u8],
+    name: &str,
+    version: semver::Version,
+) -> Result<ModelManifest> {
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| invalid(path, "not a LightGBM text model"))?;
+    let (ensemble, names) =
+        crate::runtime::trees_from_lightgbm(text).map_err(|r| invalid(path, r))?;
+    let objective = text
+        .lines()
+        .find_map(|l| l.strip_prefix("objective="))
+        .unwrap_or("regression")
+        .to_string();
+    let classifier = objective.starts_with("binary") || objective.starts_with("multiclass");
+    let mut m = ModelManifest::new(name, version, ModelFormat::Lightgbm);
+    m.description = Some(format!("LightGBM model, objective {objective}"));
+    m.inputs = tree_inputs(&names, ensemble.features);
+    m.outputs = tree_outputs(ensemble.outputs.max(2), classifier);
+    Ok(m)
+}
+
+fn dims(info: &onnx::ValueInfoProto) -> (i32, Vec<Option<i64>>) {
+    match info.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(onnx::type_proto::Value::TensorType(t)) => {
+            let dims = t
+                .shape
+                .as_ref()
+                .map(|s| {
+                    s.dim
+                        .iter()
+                        .map(|d| match d.value {
+                            Some(onnx::tensor_shape_proto::dimension::Value::DimValue(v)) => {
+                                Some(v)
+                            }
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            (t.elem_type, dims)
+        }
+        _ => (0, Vec::new()),
+    }
+}
+
+fn infer_onnx(
+    path: &Path,
+    bytes: &[u8],
+    name: &str,
+    version: semver::Version,
+) -> Result<ModelManifest> {
+    let model =
+        ModelProto::decode(bytes).map_err(|e| invalid(path, format!("not an ONNX model: {e}")))?;
+    let graph = model
+        .graph
+        .ok_or_else(|| invalid(path, "the ONNX model has no graph"))?;
+    let initializers: std::collections::HashSet<&str> =
+        graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let string_type = onnx::tensor_proto::DataType::String as i32;
+    let mut m = ModelManifest::new(name, version, ModelFormat::Onnx);
+    m.description = Some(format!(
+        "ONNX model from {}",
+        if model.producer_name.is_empty() {
+            "an unknown exporter"
+        } else {
+            &model.producer_name
+        }
+    ));
+    for input in graph
+        .input
+        .iter()
+        .filter(|i| !initializers.contains(i.name.as_str()))
+    {
+        let (elem, shape) = dims(input);
+        let width = shape.last().copied().flatten().unwrap_or(1).max(1) as usize;
+        let dtype = if elem == string_type {
+            FeatureType::String
+        } else {
+            FeatureType::Float32
+        };
+        for i in 0..width {
+            let column = if width == 1 {
+                input.name.clone()
+            } else {
+                format!("{}_{i}", input.name)
+            };
+            m.inputs.push(InputSpec {
+                dtype,
+                onnx_input: Some(input.name.clone()),
+                ..InputSpec::float32(&column)
+            });
+        }
+    }
+    for output in &graph.output {
+        let (elem, shape) = dims(output);
+        let width = if shape.len() >= 2 {
+            shape.last().copied().flatten()
+        } else {
+            Some(1)
+        };
+        let dtype = match onnx::tensor_proto::DataType::try_from(elem) {
+            Ok(onnx::tensor_proto::DataType::Int64 | onnx::tensor_proto::DataType::Int32) => {
+                OutputType::Int64
+            }
+            Ok(onnx::tensor_proto::DataType::String) => OutputType::String,
+            _ => OutputType::Float32,
+        };
+        let size = match (dtype, width) {
+            (OutputType::Float32, Some(w)) if w > 1 => Some(w as usize),
+            (OutputType::Float32, None) => {
+                return Err(invalid(
+                    path,
+                    format!(
+                        "output `{}` has an unknown width; declare `size` or `index` in model.toml by hand",
+                        output.name
+                    ),
+                ));
+            }
+            _ => None,
+        };
+        m.outputs.push(OutputSpec {
+            name: output.name.clone(),
+            dtype,
+            size,
+            source: Some(output.name.clone()),
+            index: None,
+        });
+    }
+    Ok(m)
+}
+
+fn infer_embedder(dir: &Path, name: &str, version: semver::Version) -> Result<Inferred> {
+    let read_json = |relative: &str| -> Option<serde_json::Value> {
+        std::fs::read(dir.join(relative))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+    };
+    let config = read_json("config.json")
+        .ok_or_else(|| invalid(dir, "no config.json: not a sentence-transformers folder"))?;
+    let hidden = config["hidden_size"]
+        .as_u64()
+        .ok_or_else(|| invalid(dir, "config.json has no hidden_size"))? as usize;
+    for needed in ["model.safetensors", "tokenizer.json"] {
+        if !dir.join(needed).is_file() {
+            return Err(invalid(
+                dir,
+                format!("no {needed}: export the encoder with safetensors and a fast tokenizer"),
+            ));
+        }
+    }
+    let pooling_config = read_json("1_Pooling/config.json");
+    let pooling = match pooling_config {
+        Some(p) if p["pooling_mode_cls_token"].as_bool() == Some(true) => Pooling::Cls,
+        Some(p) if p["pooling_mode_max_tokens"].as_bool() == Some(true) => Pooling::Max,
+        _ => Pooling::Mean,
+    };
+    let normalize = read_json("modules.json")
+        .and_then(|m| m.as_array().cloned())
+        .is_some_and(|modules| {
+            modules
+                .iter()
+                .any(|m| m["type"].as_str().is_some_and(|t| t.ends_with("Normalize")))
+        });
+    let max_length = read_json("sentence_bert_config.json")
+        .and_then(|c| c["max_seq_length"].as_u64())
+        .unwrap_or(512) as usize;
+    let mut m = ModelManifest::new(name, version, ModelFormat::Embedder);
+    m.description = Some(format!(
+        "sentence encoder, {hidden} dimensions, {pooling:?} pooling"
+    ));
+    m.inputs = vec![InputSpec {
+        dtype: FeatureType::String,
+        ..InputSpec::float32("text")
+    }];
+    m.outputs = vec![OutputSpec {
+        size: Some(hidden),
+        ..OutputSpec::float32("embedding")
+    }];
+    m.embedder = Some(EmbedderSpec {
+        config: "config.json".into(),
+        weights: "model.safetensors".into(),
+        tokenizer: "tokenizer.json".into(),
+        pooling,
+        normalize,
+        max_length,
+    });
+    let mut files = BTreeMap::new();
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "modules.json",
+        "sentence_bert_config.json",
+        "1_Pooling/config.json",
+    ] {
+        if dir.join(f).is_file() {
+            files.insert(f.to_string(), dir.join(f));
+        }
+    }
+    Ok(Inferred { manifest: m, files })
+}

@@ -1,0 +1,198 @@
+//! Sentence embeddings: a BERT-family encoder (safetensors + `tokenizer.json` + `config.json`)
+//! run on candle, with the pooling and normalisation of the model's sentence-transformers
+//! configuration.
+//!
+//! Texts are tokenised (truncated to `max_length`), sorted by length and encoded in groups of
+//! similar length, so that padding does not waste work; embeddings are returned in input order.
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+use crate::error::{Error, Result};
+use crate::features::FeatureMatrix;
+use crate::package::{ModelPackage, Pooling};
+use crate::runtime::{Model, OutputColumn};
+
+/// Texts encoded together, at most.
+const GROUP: usize = 32;
+
+/// A sentence encoder.
+pub struct EmbedderModel {
+    name: String,
+    model: BertModel,
+    tokenizer: Tokenizer,
+    pooling: Pooling,
+    normalize: bool,
+    dim: usize,
+    device: Device,
+}
+
+impl std::fmt::Debug for EmbedderModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbedderModel")
+            .field("name", &self.name)
+            .field("dim", &self.dim)
+            .field("pooling", &self.pooling)
+            .field("normalize", &self.normalize)
+            .finish()
+    }
+}
+
+impl EmbedderModel {
+    /// Loads the encoder, its configuration and tokenizer from the package.
+    pub fn try_new(name: &str, package: &ModelPackage, device: &Device) -> Result<Self> {
+        let bad = |reason: String| Error::InvalidWeights {
+            name: name.to_string(),
+            reason,
+        };
+        let spec = package
+            .manifest
+            .embedder
+            .as_ref()
+            .ok_or_else(|| bad("the manifest has no [embedder] section".into()))?;
+        let config: Config =
+            serde_json::from_slice(package.artifact(&spec.config)?).map_err(|e| {
+                bad(format!(
+                    "`{}` is not a BERT configuration: {e}",
+                    spec.config
+                ))
+            })?;
+        let tensors =
+            candle_core::safetensors::load_buffer(package.artifact(&spec.weights)?, device)
+                .map_err(|e| {
+                    bad(format!(
+                        "`{}` is not a readable safetensors file: {e}",
+                        spec.weights
+                    ))
+                })?;
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+        let model = BertModel::load(vb, &config)
+            .map_err(|e| bad(format!("the weights do not fit the configuration: {e}")))?;
+        let mut tokenizer = Tokenizer::from_bytes(package.artifact(&spec.tokenizer)?)
+            .map_err(|e| bad(format!("`{}` is not a tokenizer: {e}", spec.tokenizer)))?;
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: spec.max_length,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+                direction: TruncationDirection::Right,
+            }))
+            .map_err(|e| bad(format!("tokenizer truncation: {e}")))?;
+        tokenizer.with_padding(None);
+        let dim = package.manifest.outputs[0].width();
+        if dim != config.hidden_size {
+            return Err(bad(format!(
+                "the output has size {dim} but the encoder's hidden size is {}",
+                config.hidden_size
+            )));
+        }
+        Ok(Self {
+            name: name.to_string(),
+            model,
+            tokenizer,
+            pooling: spec.pooling,
+            normalize: spec.normalize,
+            dim,
+            device: device.clone(),
+        })
+    }
+
+    /// Embeds `texts`, returning `texts.len() * dim` values in input order.
+    pub fn embed(&self, texts: &[String]) -> Result<Vec<f32>> {
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| Error::InvalidWeights {
+                name: self.name.clone(),
+                reason: format!("tokenizer: {e}"),
+            })?;
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|i| encodings[*i].get_ids().len());
+        let mut out = vec![0f32; texts.len() * self.dim];
+        for group in order.chunks(GROUP) {
+            let len = group
+                .iter()
+                .map(|i| encodings[*i].get_ids().len())
+                .max()
+                .unwrap_or(0)
+                .max(1);
+            let mut ids = vec![0u32; group.len() * len];
+            let mut types = vec![0u32; group.len() * len];
+            let mut mask = vec![0u32; group.len() * len];
+            for (row, i) in group.iter().enumerate() {
+                let e = &encodings[*i];
+                for (j, ((id, t), m)) in e
+                    .get_ids()
+                    .iter()
+                    .zip(e.get_type_ids())
+                    .zip(e.get_attention_mask())
+                    .enumerate()
+                {
+                    ids[row * len + j] = *id;
+                    types[row * len + j] = *t;
+                    mask[row * len + j] = *m;
+                }
+            }
+            let shape = (group.len(), len);
+            let ids =
+                Tensor::from_vec(ids, shape, &self.device).map_err(Error::candle(&self.name))?;
+            let types =
+                Tensor::from_vec(types, shape, &self.device).map_err(Error::candle(&self.name))?;
+            let mask =
+                Tensor::from_vec(mask, shape, &self.device).map_err(Error::candle(&self.name))?;
+            let hidden = self
+                .model
+                .forward(&ids, &types, Some(&mask))
+                .map_err(Error::candle(&self.name))?;
+            let pooled = self
+                .pool(&hidden, &mask)
+                .map_err(Error::candle(&self.name))?;
+            let values = pooled
+                .flatten_all()
+                .and_then(|t| t.to_vec1::<f32>())
+                .map_err(Error::candle(&self.name))?;
+            for (row, i) in group.iter().enumerate() {
+                out[i * self.dim..(i + 1) * self.dim]
+                    .copy_from_slice(&values[row * self.dim..(row + 1) * self.dim]);
+            }
+        }
+        Ok(out)
+    }
+
+    fn pool(&self, hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        let pooled = match self.pooling {
+            Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
+            Pooling::Mean => {
+                let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+                let sum = hidden.broadcast_mul(&m)?.sum(1)?;
+                let count = m.sum(1)?.clamp(1e-9, f64::MAX)?;
+                sum.broadcast_div(&count)?
+            }
+            Pooling::Max => {
+                let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+                // Padding positions get a very negative value so they never win.
+                let penalty = ((m.ones_like()? - &m)? * -1e9)?;
+                hidden.broadcast_add(&penalty)?.max(1)?
+            }
+        };
+        if self.normalize {
+            let norm = pooled
+                .sqr()?
+                .sum_keepdim(1)?
+                .sqrt()?
+                .clamp(1e-12, f64::MAX)?;
+            pooled.broadcast_div(&norm)
+        } else {
+            Ok(pooled)
+        }
+    }
+}
+
+impl Model for EmbedderModel {
+    fn predict(&self, features: &FeatureMatrix) -> Result<Vec<OutputColumn>> {
+        let texts = features.text.first().map(Vec::as_slice).unwrap_or(&[]);
+        Ok(vec![OutputColumn::F32(self.embed(texts)?)])
+    }
+}
