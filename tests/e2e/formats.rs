@@ -183,8 +183,12 @@ fn sklearn_onnx_matches_onnxruntime() {
 }
 
 #[test]
-fn torch_onnx_matches_onnxruntime() {
-    check_folder("onnx", &["torch_mlp_wine", "torch_regressor"], 1e-5);
+fn torch_and_keras_onnx_match_onnxruntime() {
+    check_folder(
+        "onnx",
+        &["torch_mlp_wine", "torch_regressor", "keras_mlp_digits"],
+        1e-5,
+    );
 }
 
 /// all-MiniLM-L6-v2 against sentence-transformers' own embeddings of 1,000 sentences. The
