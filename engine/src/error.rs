@@ -266,6 +266,9 @@ impl Error {
             Ok(model) => return Error::from(model),
             Err(e) => e,
         };
+        if caused_by_store(&e) {
+            return Error::Execution(e);
+        }
         match e.find_root() {
             DataFusionError::SchemaError(schema_error, _) => {
                 if let datafusion::common::SchemaError::FieldNotFound {
@@ -325,7 +328,36 @@ fn take_model_error(e: DataFusionError) -> Result<scorch_udfs::Error, DataFusion
     }
 }
 
+/// Whether an object store failure is anywhere in an error's chain (a write that failed inside
+/// the Parquet writer arrives as a Parquet error wrapping the store's).
+fn caused_by_store(e: &DataFusionError) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = current {
+        if err.downcast_ref::<object_store::Error>().is_some()
+            || matches!(
+                err.downcast_ref::<DataFusionError>(),
+                Some(DataFusionError::ObjectStore(_))
+            )
+        {
+            return true;
+        }
+        // An I/O error wrapping a store error (async writers) hides it from `source()`.
+        if let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            && inner.downcast_ref::<object_store::Error>().is_some()
+        {
+            return true;
+        }
+        current = err.source();
+    }
+    false
+}
+
 fn classify_datafusion(e: &DataFusionError) -> ExitCode {
+    if caused_by_store(e) {
+        return ExitCode::Storage;
+    }
     match e.find_root() {
         DataFusionError::ObjectStore(_) | DataFusionError::IoError(_) => ExitCode::Storage,
         DataFusionError::ParquetError(_) => ExitCode::InputData,

@@ -51,6 +51,7 @@ pub mod scan;
 pub mod session;
 pub mod shutdown;
 pub mod table;
+pub mod writer;
 
 pub use error::{Error, ExitCode, Result};
 pub use job::JobSpec;

@@ -11,17 +11,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use arrow::datatypes::{DataType, TimeUnit};
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{DataType, TimeUnit, UInt64Type};
 use chrono::{DateTime, Utc};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{ParamValues, ScalarValue};
-use datafusion::config::TableParquetOptions;
 use datafusion::dataframe::DataFrame;
-use datafusion::datasource::file_format::format_as_file_type;
-use datafusion::datasource::file_format::parquet::ParquetFormatFactory;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::context::SQLOptions;
-use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
+use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_plan::{ExecutionPlan, collect, displayable};
 use datafusion::prelude::{SessionContext, lit};
 use futures::TryStreamExt;
@@ -42,6 +40,10 @@ use crate::registry::StoreRegistry;
 use crate::scan::{self, PlannedScan, ScanEstimate};
 use crate::session::{self, SessionSettings};
 use crate::table::{DataFile, StagedFile, Table, data_file_path};
+use crate::writer::{StagingWrite, WriteSpec};
+
+/// Bytes an output writer buffers before it switches to a multipart upload.
+const DEFAULT_WRITE_BUFFER: usize = 10 * 1024 * 1024;
 
 /// Names of the stamp columns added to every output row.
 pub const STAMP_COLUMNS: [&str; 6] = [
@@ -375,7 +377,7 @@ pub async fn run(job: &JobSpec, options: &RunOptions) -> Result<RunReport> {
     // Until the commit point a stop request cancels the run: dropping the staging future
     // cancels the writers, whose abandoned multipart uploads are then aborted.
     let staged = tokio::select! {
-        staged = stage(&prepared, &table, &store, &stamps, started_at) => staged,
+        staged = stage(&prepared, &table, &stamps, started_at) => staged,
         signal = crate::shutdown::stop_requested() => Err(Error::Interrupted { signal }),
     };
     let outcome = match staged {
@@ -414,7 +416,6 @@ struct Staged {
 async fn stage(
     prepared: &Prepared,
     table: &Table,
-    store: &Arc<dyn ObjectStore>,
     stamps: &Stamps,
     started_at: DateTime<Utc>,
 ) -> Result<Staged> {
@@ -463,23 +464,28 @@ async fn stage(
             .with_column(name, lit(value))
             .map_err(|e| Error::from_query(&job.name, e))?;
     }
-    let mut parquet = TableParquetOptions::default();
-    parquet.global.compression = Some(job.output.compression.clone());
-    parquet.key_value_metadata = stamps.footer(&job.name);
-    let file_type = format_as_file_type(Arc::new(ParquetFormatFactory::new_with_options(parquet)));
     let staging = table.staging(&stamps.run_id);
-    let copy = LogicalPlanBuilder::copy_to(
-        stamped.logical_plan().clone(),
-        staging.url().to_string(),
-        file_type,
-        HashMap::new(),
-        job.output.partition_by.clone(),
-    )
-    .and_then(|b| b.build())
-    .map_err(|e| Error::from_query(&job.name, e))?;
+    let spec = WriteSpec {
+        staging: staging.url().to_string(),
+        partition_by: job.output.partition_by.clone(),
+        compression: job.output.compression.clone(),
+        metadata: stamps
+            .footer(&job.name)
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect(),
+        prediction_columns: prediction_columns.clone(),
+        buffer_bytes: job
+            .execution
+            .write_buffer_bytes
+            .unwrap_or(DEFAULT_WRITE_BUFFER),
+    };
+    let write = StagingWrite::try_new(stamped.logical_plan().clone(), spec)
+        .map_err(|e| Error::from_query(&job.name, e))?
+        .into_plan();
     let state = prepared.ctx.state();
     let physical = state
-        .create_physical_plan(&copy)
+        .create_physical_plan(&write)
         .await
         .map_err(|e| Error::from_query(&job.name, e))?;
     let rows_counter = Arc::new(AtomicU64::new(0));
@@ -502,12 +508,12 @@ async fn stage(
         handle.abort();
         bar.finish_and_clear();
     }
-    result.map_err(|e| Error::from_query(&job.name, e))?;
+    let written = result.map_err(|e| Error::from_query(&job.name, e))?;
     let execute_time = execute_started.elapsed();
     let scan_metrics = scan::scan_metrics(&physical);
 
     // What was staged.
-    let staged = staged_files(table, store, &staging, &stamps.run_id, &prediction_columns).await?;
+    let staged = staged_files(table, &staging, &stamps.run_id, &written)?;
     failpoint::hit("staged");
     let rows = RowCounts {
         read: scan_metrics.rows,
@@ -703,74 +709,55 @@ fn progress_bar(enabled: bool, total: Option<u64>, rows: Arc<AtomicU64>) -> Opti
     Some((bar, handle))
 }
 
-/// Lists a run's staged files, reads each footer, and assigns the published names. Returns each
-/// file with its count of unscored rows (null predictions).
-async fn staged_files(
+/// The files a run's writers reported, with their published names and unscored rows.
+fn staged_files(
     table: &Table,
-    store: &Arc<dyn ObjectStore>,
     staging: &crate::location::Location,
     run_id: &str,
-    prediction_columns: &[String],
+    written: &[RecordBatch],
 ) -> Result<Vec<(StagedFile, u64)>> {
-    let prefix = staging.path();
-    let mut metas: Vec<_> = store
-        .list(Some(&prefix))
-        .try_collect()
-        .await
-        .map_err(|source| Error::Storage {
-            action: "list",
-            location: staging.to_string(),
-            source,
-        })?;
-    metas.sort_by(|a, b| a.location.cmp(&b.location));
+    let mut reported = Vec::new();
+    for batch in written {
+        let column = |name: &str| {
+            batch.column_by_name(name).ok_or_else(|| Error::Table {
+                output: table.location().to_string(),
+                message: format!("the writers' report has no column `{name}`"),
+            })
+        };
+        let paths = column("path")?.as_string::<i32>().clone();
+        let partitions = column("partition")?.as_string::<i32>().clone();
+        let rows = column("rows")?.as_primitive::<UInt64Type>().clone();
+        let bytes = column("bytes")?.as_primitive::<UInt64Type>().clone();
+        let unscored = column("unscored")?.as_primitive::<UInt64Type>().clone();
+        for i in 0..batch.num_rows() {
+            reported.push((
+                paths.value(i).to_string(),
+                partitions.value(i).to_string(),
+                rows.value(i),
+                bytes.value(i),
+                unscored.value(i),
+            ));
+        }
+    }
+    reported.sort();
     let mut per_partition: BTreeMap<String, usize> = BTreeMap::new();
     let mut out = Vec::new();
-    for meta in metas {
-        let Some(relative) = staging.relative(&meta.location) else {
-            continue;
-        };
-        if !relative.ends_with(".parquet") {
-            continue;
-        }
-        let partition = relative
-            .rsplit_once('/')
-            .map(|(dir, _)| dir.to_string())
-            .unwrap_or_default();
-        let metadata = scan::read_footer(store.as_ref(), &meta).await?;
-        let rows = metadata.file_metadata().num_rows().max(0) as u64;
+    for (relative, partition, rows, size, unscored) in reported {
         if rows == 0 {
             continue;
         }
-        // Per prediction column, nulls of its first leaf; a row is unscored when any is null.
-        let mut unscored = 0u64;
-        for column in prediction_columns {
-            let mut nulls = 0u64;
-            for group in metadata.row_groups() {
-                if let Some(chunk) = group
-                    .columns()
-                    .iter()
-                    .find(|c| c.column_path().parts().first() == Some(column))
-                {
-                    nulls += chunk
-                        .statistics()
-                        .and_then(|s| s.null_count_opt())
-                        .unwrap_or(0);
-                }
-            }
-            unscored = unscored.max(nulls);
-        }
         let index = per_partition.entry(partition.clone()).or_default();
-        let staged_path = table
+        let staged = table
             .location()
-            .relative(&meta.location)
-            .unwrap_or_else(|| meta.location.to_string());
+            .relative(&staging.child(&relative))
+            .unwrap_or_else(|| relative.clone());
         out.push((
             StagedFile {
-                staged: staged_path,
+                staged,
                 file: DataFile {
                     path: data_file_path(&partition, *index, run_id),
                     partition,
-                    size: meta.size,
+                    size,
                     rows,
                     run_id: run_id.to_string(),
                 },

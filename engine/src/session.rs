@@ -85,6 +85,7 @@ pub fn local_context(
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
+        .with_query_planner(Arc::new(crate::writer::ScorchQueryPlanner))
         .build();
     let ctx = SessionContext::new_with_state(state);
     for udf in scorch_udfs::functions::all_functions(loader, Arc::new(catalog)) {

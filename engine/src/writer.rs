@@ -1,0 +1,481 @@
+//! Writing a run's output under its staging prefix, in parallel, one task per partition.
+//!
+//! DataFusion's own file sink funnels every partition into one task; on a Ballista cluster that
+//! would make one executor write the whole table. [`StagingWriteExec`] instead writes each input
+//! partition's rows to its own Parquet files (split by the output's Hive partition columns) and
+//! returns one row per file written: its path, partition, rows, bytes and unscored rows (null
+//! predictions, from the footer statistics). On a cluster each executor writes the partitions it
+//! scored; the client commits from the returned file list.
+//!
+//! [`StagingWrite`] is the logical node (`LogicalPlan::Extension`) the client builds;
+//! [`StagingWritePlanner`] turns it into the execution plan on whichever process plans it. Both
+//! travel between processes through the codecs in [`crate::cluster`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::hash::Hash;
+use std::sync::{Arc, LazyLock};
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow::compute::{cast, take};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::Session;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DFSchema, DFSchemaRef, internal_err};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::context::QueryPlanner;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::{
+    Expr, LogicalPlan, UserDefinedLogicalNode, UserDefinedLogicalNodeCore,
+};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
+    PlanProperties,
+};
+use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
+use futures::StreamExt;
+use object_store::ObjectStore;
+use object_store::buffered::BufWriter;
+use object_store::path::Path as ObjectPath;
+use parquet::arrow::AsyncArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::metadata::{KeyValue, ParquetMetaData};
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// Value of a Hive partition column that is NULL.
+const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+
+/// Everything a writer task needs, serialisable so it travels with a distributed plan.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Serialize, Deserialize)]
+pub struct WriteSpec {
+    /// The staging folder URL (ends with `/`).
+    pub staging: String,
+    /// Hive partition columns (removed from the files, encoded in the paths).
+    pub partition_by: Vec<String>,
+    /// Parquet compression (`snappy`, `zstd(3)`, …).
+    pub compression: String,
+    /// Footer key/value metadata.
+    pub metadata: Vec<(String, String)>,
+    /// Columns holding predictions, whose nulls count as unscored rows.
+    pub prediction_columns: Vec<String>,
+    /// Bytes buffered before a multipart upload starts.
+    pub buffer_bytes: usize,
+}
+
+/// The schema of what a writer returns: one row per file.
+pub fn result_schema() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+        Arc::new(Schema::new(vec![
+            Field::new("path", DataType::Utf8, false),
+            Field::new("partition", DataType::Utf8, false),
+            Field::new("rows", DataType::UInt64, false),
+            Field::new("bytes", DataType::UInt64, false),
+            Field::new("unscored", DataType::UInt64, false),
+        ]))
+    });
+    Arc::clone(&SCHEMA)
+}
+
+/// The logical node: write `input` under `spec.staging`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StagingWrite {
+    /// What to write.
+    pub input: LogicalPlan,
+    /// Where and how.
+    pub spec: WriteSpec,
+    schema: DFSchemaRef,
+}
+
+impl StagingWrite {
+    /// A node writing `input` as `spec` says.
+    pub fn try_new(input: LogicalPlan, spec: WriteSpec) -> Result<Self> {
+        let schema = Arc::new(DFSchema::try_from(result_schema().as_ref().clone())?);
+        Ok(Self {
+            input,
+            spec,
+            schema,
+        })
+    }
+
+    /// The node as a logical plan.
+    pub fn into_plan(self) -> LogicalPlan {
+        LogicalPlan::Extension(datafusion::logical_expr::Extension {
+            node: Arc::new(self),
+        })
+    }
+}
+
+impl PartialOrd for StagingWrite {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        self.spec.partial_cmp(&other.spec)
+    }
+}
+
+impl UserDefinedLogicalNodeCore for StagingWrite {
+    fn name(&self) -> &str {
+        "StagingWrite"
+    }
+
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        vec![&self.input]
+    }
+
+    fn schema(&self) -> &DFSchemaRef {
+        &self.schema
+    }
+
+    fn expressions(&self) -> Vec<Expr> {
+        Vec::new()
+    }
+
+    fn fmt_for_explain(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "StagingWrite: {} partition_by={:?}",
+            self.spec.staging, self.spec.partition_by
+        )
+    }
+
+    fn with_exprs_and_inputs(
+        &self,
+        _exprs: Vec<Expr>,
+        mut inputs: Vec<LogicalPlan>,
+    ) -> Result<Self> {
+        match inputs.len() {
+            1 => Self::try_new(inputs.swap_remove(0), self.spec.clone()),
+            n => internal_err!("StagingWrite takes one input, got {n}"),
+        }
+    }
+}
+
+/// Plans [`StagingWrite`] nodes.
+#[derive(Debug, Default)]
+pub struct StagingWritePlanner;
+
+#[async_trait]
+impl ExtensionPlanner for StagingWritePlanner {
+    async fn plan_extension(
+        &self,
+        _planner: &dyn PhysicalPlanner,
+        node: &dyn UserDefinedLogicalNode,
+        _logical_inputs: &[&LogicalPlan],
+        physical_inputs: &[Arc<dyn ExecutionPlan>],
+        _session: &dyn Session,
+        _context: &PhysicalPlanningContext,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        let Some(write) = node.as_any().downcast_ref::<StagingWrite>() else {
+            return Ok(None);
+        };
+        let [input] = physical_inputs else {
+            return internal_err!("StagingWrite takes one input");
+        };
+        Ok(Some(Arc::new(StagingWriteExec::new(
+            Arc::clone(input),
+            write.spec.clone(),
+        ))))
+    }
+}
+
+/// A query planner that knows scorch's logical nodes (local sessions and the Ballista scheduler).
+#[derive(Debug, Default)]
+pub struct ScorchQueryPlanner;
+
+#[async_trait]
+impl QueryPlanner for ScorchQueryPlanner {
+    async fn create_physical_plan(
+        &self,
+        plan: &LogicalPlan,
+        session: &dyn Session,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(StagingWritePlanner)])
+            .create_physical_plan(plan, session)
+            .await
+    }
+}
+
+/// Writes each input partition's rows to Parquet files under the staging prefix.
+#[derive(Debug)]
+pub struct StagingWriteExec {
+    input: Arc<dyn ExecutionPlan>,
+    spec: WriteSpec,
+    properties: Arc<PlanProperties>,
+}
+
+impl StagingWriteExec {
+    /// Writes `input` as `spec` says.
+    pub fn new(input: Arc<dyn ExecutionPlan>, spec: WriteSpec) -> Self {
+        let partitions = input.output_partitioning().partition_count();
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(result_schema()),
+            Partitioning::UnknownPartitioning(partitions),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        ));
+        Self {
+            input,
+            spec,
+            properties,
+        }
+    }
+
+    /// The write settings.
+    pub fn spec(&self) -> &WriteSpec {
+        &self.spec
+    }
+}
+
+impl DisplayAs for StagingWriteExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "StagingWriteExec: {} partition_by={:?}",
+            self.spec.staging, self.spec.partition_by
+        )
+    }
+}
+
+impl ExecutionPlan for StagingWriteExec {
+    fn name(&self) -> &str {
+        "StagingWriteExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(Self::new(
+            children.swap_remove(0),
+            self.spec.clone(),
+        )))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let input = self.input.execute(partition, Arc::clone(&context))?;
+        let spec = self.spec.clone();
+        let staging = Url::parse(&spec.staging)
+            .map_err(|e| DataFusionError::Plan(format!("staging URL {}: {e}", spec.staging)))?;
+        let store_url = ObjectStoreUrl::parse(format!(
+            "{}://{}",
+            staging.scheme(),
+            &staging[url::Position::BeforeHost..url::Position::AfterPort]
+        ))?;
+        let store = context.runtime_env().object_store(&store_url)?;
+        let prefix = ObjectPath::from_url_path(staging.path())
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let batch = async move { write_partition(input, spec, store, prefix, partition).await };
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            result_schema(),
+            futures::stream::once(batch),
+        )))
+    }
+}
+
+/// One open file.
+struct OpenFile {
+    relative: String,
+    partition: String,
+    writer: AsyncArrowWriter<BufWriter>,
+}
+
+async fn write_partition(
+    mut input: SendableRecordBatchStream,
+    spec: WriteSpec,
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+    partition: usize,
+) -> Result<RecordBatch> {
+    let schema = input.schema();
+    let partition_indices: Vec<usize> = spec
+        .partition_by
+        .iter()
+        .map(|c| schema.index_of(c))
+        .collect::<std::result::Result<_, _>>()?;
+    let data_indices: Vec<usize> = (0..schema.fields().len())
+        .filter(|i| !partition_indices.contains(i))
+        .collect();
+    let file_schema = Arc::new(schema.project(&data_indices)?);
+    let props = writer_properties(&spec)?;
+    let mut files: BTreeMap<String, OpenFile> = BTreeMap::new();
+    while let Some(batch) = input.next().await {
+        let batch = batch?;
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        for (key, rows) in split_by_partition(&batch, &spec.partition_by, &partition_indices)? {
+            let part = match &rows {
+                None => batch.project(&data_indices)?,
+                Some(rows) => {
+                    let columns: Vec<ArrayRef> = data_indices
+                        .iter()
+                        .map(|i| take(batch.column(*i), rows, None))
+                        .collect::<std::result::Result<_, _>>()?;
+                    RecordBatch::try_new(Arc::clone(&file_schema), columns)?
+                }
+            };
+            if !files.contains_key(&key) {
+                let name = format!("part-{partition:05}.parquet");
+                let relative = if key.is_empty() {
+                    name
+                } else {
+                    format!("{key}/{name}")
+                };
+                let path = ObjectPath::from_iter(
+                    prefix.parts().chain(relative.split('/').map(Into::into)),
+                );
+                let buffer = BufWriter::with_capacity(Arc::clone(&store), path, spec.buffer_bytes);
+                let writer = AsyncArrowWriter::try_new(
+                    buffer,
+                    Arc::clone(&file_schema),
+                    Some(props.clone()),
+                )?;
+                files.insert(
+                    key.clone(),
+                    OpenFile {
+                        relative,
+                        partition: key.clone(),
+                        writer,
+                    },
+                );
+            }
+            let file = files.get_mut(&key).expect("inserted above");
+            file.writer.write(&part).await?;
+        }
+    }
+    let mut paths = Vec::new();
+    let mut partitions = Vec::new();
+    let mut rows = Vec::new();
+    let mut bytes = Vec::new();
+    let mut unscored = Vec::new();
+    for (_, file) in files {
+        let written = file.writer.bytes_written() as u64;
+        let metadata = file.writer.close().await?;
+        paths.push(file.relative);
+        partitions.push(file.partition);
+        rows.push(metadata.file_metadata().num_rows().max(0) as u64);
+        bytes.push(written);
+        unscored.push(null_predictions(&metadata, &spec.prediction_columns));
+    }
+    Ok(RecordBatch::try_new(
+        result_schema(),
+        vec![
+            Arc::new(StringArray::from(paths)),
+            Arc::new(StringArray::from(partitions)),
+            Arc::new(UInt64Array::from(rows)),
+            Arc::new(UInt64Array::from(bytes)),
+            Arc::new(UInt64Array::from(unscored)),
+        ],
+    )?)
+}
+
+fn writer_properties(spec: &WriteSpec) -> Result<WriterProperties> {
+    let compression: Compression = spec.compression.parse().map_err(|e| {
+        DataFusionError::Configuration(format!("compression `{}`: {e}", spec.compression))
+    })?;
+    Ok(WriterProperties::builder()
+        .set_compression(compression)
+        .set_key_value_metadata(Some(
+            spec.metadata
+                .iter()
+                .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+                .collect(),
+        ))
+        .build())
+}
+
+/// Rows of `batch` per Hive partition path (`None`: all rows, when there is one partition).
+fn split_by_partition(
+    batch: &RecordBatch,
+    names: &[String],
+    indices: &[usize],
+) -> Result<Vec<(String, Option<UInt32Array>)>> {
+    if indices.is_empty() {
+        return Ok(vec![(String::new(), None)]);
+    }
+    let values: Vec<ArrayRef> = indices
+        .iter()
+        .map(|i| cast(batch.column(*i), &DataType::Utf8))
+        .collect::<std::result::Result<_, _>>()?;
+    let strings: Vec<&StringArray> = values
+        .iter()
+        .map(|a| {
+            a.as_any()
+                .downcast_ref::<StringArray>()
+                .expect("cast to Utf8")
+        })
+        .collect();
+    let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for row in 0..batch.num_rows() {
+        let key = names
+            .iter()
+            .zip(&strings)
+            .map(|(name, s)| {
+                let value = if arrow::array::Array::is_null(*s, row) {
+                    NULL_PARTITION
+                } else {
+                    s.value(row)
+                };
+                format!("{name}={value}")
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        groups.entry(key).or_default().push(row as u32);
+    }
+    if groups.len() == 1 {
+        let (key, _) = groups.into_iter().next().expect("one group");
+        return Ok(vec![(key, None)]);
+    }
+    Ok(groups
+        .into_iter()
+        .map(|(k, rows)| (k, Some(UInt32Array::from(rows))))
+        .collect())
+}
+
+/// Rows with a null in any prediction column, from the footer's column statistics (the first
+/// leaf of each prediction column).
+fn null_predictions(metadata: &ParquetMetaData, columns: &[String]) -> u64 {
+    let mut unscored = 0u64;
+    for column in columns {
+        let mut nulls = 0u64;
+        for group in metadata.row_groups() {
+            if let Some(chunk) = group
+                .columns()
+                .iter()
+                .find(|c| c.column_path().parts().first() == Some(column))
+            {
+                nulls += chunk
+                    .statistics()
+                    .and_then(|s| s.null_count_opt())
+                    .unwrap_or(0);
+            }
+        }
+        unscored = unscored.max(nulls);
+    }
+    unscored
+}
