@@ -170,6 +170,15 @@ pub enum Error {
         message: String,
     },
 
+    /// The cluster could not be reached, or failed the job.
+    #[error("cluster {url}: {message}")]
+    Cluster {
+        /// The scheduler's URL.
+        url: String,
+        /// What happened.
+        message: String,
+    },
+
     /// The table's commit log is unreadable or inconsistent.
     #[error("table {output}: {message}")]
     Table {
@@ -249,9 +258,10 @@ impl Error {
             },
             Error::QualityGate { .. } => ExitCode::QualityGate,
             Error::Conflict { .. } => ExitCode::Conflict,
-            Error::Storage { .. } | Error::Table { .. } | Error::SourceUnreachable { .. } => {
-                ExitCode::Storage
-            }
+            Error::Storage { .. }
+            | Error::Table { .. }
+            | Error::SourceUnreachable { .. }
+            | Error::Cluster { .. } => ExitCode::Storage,
             Error::Execution(e) => classify_datafusion(e),
             Error::Io { .. } | Error::Training(_) => ExitCode::Internal,
             Error::Interrupted { signal } if *signal == libc::SIGINT => ExitCode::Interrupted,

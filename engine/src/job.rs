@@ -304,6 +304,9 @@ pub struct Execution {
     /// S3 needs at least 5 MiB per part).
     #[serde(default)]
     pub write_buffer_bytes: Option<usize>,
+    /// A Ballista scheduler to run on (`df://host:port`); in-process when absent.
+    #[serde(default)]
+    pub cluster: Option<String>,
 }
 
 /// A declared parameter.
@@ -545,6 +548,13 @@ impl JobSpec {
             device
                 .parse::<scorch_udfs::DeviceSpec>()
                 .map_err(|e| job_error(format!("execution.device: {e}")))?;
+        }
+        if let Some(cluster) = &file.execution.cluster
+            && !cluster.starts_with("df://")
+        {
+            return Err(job_error(format!(
+                "execution.cluster: `{cluster}` is not a df://host:port URL"
+            )));
         }
         if file.execution.target_partitions == Some(0) || file.execution.batch_size == Some(0) {
             return Err(job_error(

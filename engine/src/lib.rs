@@ -15,6 +15,7 @@
 //!   [`session`]: DataFusion contexts and sources;
 //! - [`scan`]: input fingerprints and pruning estimates; [`progress`]: row counting;
 //! - [`run`]: prepare / run / explain / validate; [`checks`]: quality gates;
+//! - [`writer`]: parallel staged writes; [`cluster`]: Ballista scheduler, executors, client;
 //! - [`table`]: the commit log and protocol; [`manifest`]: run manifests;
 //! - [`demo`]: the self-contained demo; [`failpoint`]: crash points for tests;
 //!   [`shutdown`]: stopping cleanly on SIGTERM.
@@ -37,6 +38,7 @@
 //! ```
 
 pub mod checks;
+pub mod cluster;
 pub mod demo;
 pub mod error;
 pub mod failpoint;

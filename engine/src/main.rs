@@ -1,6 +1,7 @@
 //! The `scorch` command line: parses arguments, calls the engine, maps errors to exit codes.
 
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode as ProcessExit;
 use std::time::Duration;
@@ -114,6 +115,44 @@ enum Command {
         #[command(subcommand)]
         command: ModelCommand,
     },
+    /// Start a Ballista scheduler with scorch's functions (cluster mode).
+    Scheduler {
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0:50050")]
+        bind: SocketAddr,
+        /// Host name executors and clients use to reach this scheduler.
+        #[arg(long, default_value = "localhost")]
+        external_host: String,
+        /// Declare an executor lost (and re-run its work elsewhere) after this long without a
+        /// heartbeat: `30s`, `3m`.
+        #[arg(long, default_value = "180s", value_parser = parse_duration)]
+        executor_timeout: Duration,
+    },
+    /// Start a Ballista executor with scorch's functions (cluster mode).
+    Executor {
+        /// The scheduler, `host:port`.
+        #[arg(long)]
+        scheduler: String,
+        /// Address of the executor's data (Arrow Flight) service.
+        #[arg(long, default_value = "0.0.0.0:50051")]
+        bind: SocketAddr,
+        /// Port of the executor's task service.
+        #[arg(long, default_value_t = 50052)]
+        grpc_port: u16,
+        /// Host name the scheduler and other executors use to reach this one (default: the
+        /// address the scheduler sees).
+        #[arg(long)]
+        external_host: Option<String>,
+        /// Tasks run at once (default: the number of cores).
+        #[arg(long)]
+        concurrent_tasks: Option<usize>,
+        /// Folder for shuffle files.
+        #[arg(long, default_value = "/tmp/scorch-executor")]
+        work_dir: String,
+        /// Heartbeat interval: `2s`, `1m`.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        heartbeat: Duration,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,6 +211,10 @@ struct JobArgs {
     /// Where models run: `auto`, `cpu` or `cuda:N`.
     #[arg(long, value_parser = device_arg)]
     device: Option<DeviceSpec>,
+    /// Run on a Ballista cluster (`df://host:port`) instead of in-process (default: the job's
+    /// `[execution] cluster`).
+    #[arg(long, value_name = "URL")]
+    cluster: Option<String>,
 }
 
 impl JobArgs {
@@ -183,6 +226,7 @@ impl JobArgs {
             batch_size: self.batch_size,
             device: self.device,
             progress: true,
+            cluster: self.cluster.clone(),
         };
         Ok((job, options))
     }
@@ -197,20 +241,7 @@ fn device_arg(s: &str) -> Result<DeviceSpec, String> {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{s}`: expected a number and a unit, e.g. 30m"))?;
-    let seconds = match unit {
-        "s" | "" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        other => return Err(format!("`{s}`: unknown unit `{other}` (s, m, h, d)")),
-    };
-    Ok(Duration::from_secs(seconds))
+    scorch_engine::registry::parse_duration(s)
 }
 
 fn main() -> ProcessExit {
@@ -327,6 +358,39 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             print_log(&table, json).await?;
         }
         Command::Model { command } => model_command(command).await?,
+        Command::Scheduler {
+            bind,
+            external_host,
+            executor_timeout,
+        } => {
+            scorch_engine::cluster::run_scheduler(scorch_engine::cluster::SchedulerOptions {
+                bind,
+                external_host,
+                executor_timeout,
+            })
+            .await?
+        }
+        Command::Executor {
+            scheduler,
+            bind,
+            grpc_port,
+            external_host,
+            concurrent_tasks,
+            work_dir,
+            heartbeat,
+        } => {
+            scorch_engine::cluster::run_executor(scorch_engine::cluster::ExecutorOptions {
+                scheduler,
+                bind,
+                grpc_port,
+                external_host,
+                concurrent_tasks: concurrent_tasks
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+                work_dir,
+                heartbeat,
+            })
+            .await?
+        }
     }
     Ok(())
 }
@@ -576,14 +640,21 @@ fn print_run(report: &RunReport) {
         "  rows: {} read, {} written, {} unscored (features broke the model's input contract)",
         m.rows.read, m.rows.written, m.rows.unscored
     );
-    println!(
-        "  input: {} of {} files after partition pruning; row groups: {} read, {} pruned by statistics; {} scanned",
-        m.inputs.len(),
-        m.source_files_total,
-        m.scan.row_groups_matched,
-        m.scan.row_groups_pruned,
-        human_bytes(m.scan.bytes_scanned)
-    );
+    match &m.cluster {
+        None => println!(
+            "  input: {} of {} files after partition pruning; row groups: {} read, {} pruned by statistics; {} scanned",
+            m.inputs.len(),
+            m.source_files_total,
+            m.scan.row_groups_matched,
+            m.scan.row_groups_pruned,
+            human_bytes(m.scan.bytes_scanned)
+        ),
+        Some(url) => println!(
+            "  input: {} of {} files after partition pruning; scanned on the cluster at {url}",
+            m.inputs.len(),
+            m.source_files_total
+        ),
+    }
     println!(
         "  speed: {:.0} rows/s scoring ({} ms execute, {} ms total)",
         report.rows_per_second, m.timings.execute_ms, m.timings.total_ms

@@ -128,6 +128,9 @@ pub struct RunManifest {
     pub timings: Timings,
     /// Device models ran on.
     pub device: String,
+    /// The Ballista scheduler the run executed on; absent for in-process runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
     /// Partitions processed at once.
     pub target_partitions: usize,
     /// Requests and bytes per object store (`scheme://bucket`), for the whole run.

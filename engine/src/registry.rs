@@ -253,6 +253,29 @@ impl StoreRegistry {
     }
 }
 
+/// DataFusion asks the same registry for stores, so sessions need no stores registered up
+/// front: any URL's store is built on first use (cluster processes rely on this).
+impl datafusion::execution::object_store::ObjectStoreRegistry for StoreRegistry {
+    fn register_store(
+        &self,
+        url: &Url,
+        store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
+        let counters = Arc::new(IoCounters::default());
+        let metered: Arc<dyn ObjectStore> =
+            Arc::new(MeteredStore::new(store, Arc::clone(&counters)));
+        let mut stores = self.stores.write().unwrap_or_else(|p| p.into_inner());
+        stores
+            .insert(store_key(url), (metered, counters))
+            .map(|(previous, _)| previous)
+    }
+
+    fn get_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        self.store_for_url(url)
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+    }
+}
+
 impl scorch_udfs::StoreResolver for StoreRegistry {
     fn resolve(&self, url: &Url) -> scorch_udfs::Result<(Arc<dyn ObjectStore>, ObjectPath)> {
         let store = self

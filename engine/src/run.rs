@@ -18,6 +18,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::source::DataSourceExec;
+use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_plan::{ExecutionPlan, collect, displayable};
@@ -68,6 +69,9 @@ pub struct RunOptions {
     pub device: Option<DeviceSpec>,
     /// Draw a progress bar on stderr when it is a terminal.
     pub progress: bool,
+    /// Run on this Ballista scheduler (`df://host:port`) instead of in-process (overrides the
+    /// job's `[execution] cluster`).
+    pub cluster: Option<String>,
 }
 
 /// A job planned and ready to execute.
@@ -78,8 +82,10 @@ pub struct Prepared {
     pub params: BoundParams,
     /// Stores in use.
     pub stores: Arc<StoreRegistry>,
-    /// The session.
+    /// The local session: planning, fingerprints, estimates (and execution when in-process).
     pub ctx: SessionContext,
+    /// The cluster session the job executes on, when it runs on a cluster.
+    pub cluster: Option<(String, SessionContext)>,
     /// Models resolved and verified, by SQL name.
     pub packages: BTreeMap<String, ModelPackage>,
     /// Where each package was read from (local disk, local cache, object store).
@@ -162,7 +168,16 @@ pub async fn prepare(job: &JobSpec, options: &RunOptions) -> Result<Prepared> {
             .unwrap_or(defaults.batch_size),
         write_buffer_bytes: job.execution.write_buffer_bytes,
     };
-    let ctx = session::local_context(&settings, catalog.clone(), loader);
+    let ctx = session::local_context(&settings, catalog.clone(), loader.clone());
+    let cluster = match options.cluster.as_ref().or(job.execution.cluster.as_ref()) {
+        Some(url) => {
+            let remote =
+                crate::cluster::remote_context(url, &settings, catalog.clone(), loader, &stores)
+                    .await?;
+            Some((url.clone(), remote))
+        }
+        None => None,
+    };
     for source in &job.sources {
         session::register_source(&ctx, &stores, source).await?;
     }
@@ -215,6 +230,7 @@ pub async fn prepare(job: &JobSpec, options: &RunOptions) -> Result<Prepared> {
         params,
         stores,
         ctx,
+        cluster,
         packages,
         package_sources,
         catalog,
@@ -483,11 +499,22 @@ async fn stage(
     let write = StagingWrite::try_new(stamped.logical_plan().clone(), spec)
         .map_err(|e| Error::from_query(&job.name, e))?
         .into_plan();
-    let state = prepared.ctx.state();
-    let physical = state
+    let exec_ctx = prepared
+        .cluster
+        .as_ref()
+        .map_or(&prepared.ctx, |(_, ctx)| ctx);
+    let failed = |e: DataFusionError| match &prepared.cluster {
+        Some((url, _)) => Error::Cluster {
+            url: url.clone(),
+            message: crate::cluster::explain_job_failure(&e.to_string()),
+        },
+        None => Error::from_query(&job.name, e),
+    };
+    let physical = exec_ctx
+        .state()
         .create_physical_plan(&write)
         .await
-        .map_err(|e| Error::from_query(&job.name, e))?;
+        .map_err(failed)?;
     let rows_counter = Arc::new(AtomicU64::new(0));
     let physical = count_scan_rows(physical, &rows_counter).map_err(Error::Execution)?;
 
@@ -499,24 +526,30 @@ async fn stage(
         .map(|s| s.rows_in_files)
         .sum::<Option<u64>>();
     let bar = progress_bar(
-        prepared.show_progress,
+        prepared.show_progress && prepared.cluster.is_none(),
         total_rows_hint,
         Arc::clone(&rows_counter),
     );
-    let result = collect(Arc::clone(&physical), prepared.ctx.task_ctx()).await;
+    let result = collect(Arc::clone(&physical), exec_ctx.task_ctx()).await;
     if let Some((bar, handle)) = bar {
         handle.abort();
         bar.finish_and_clear();
     }
-    let written = result.map_err(|e| Error::from_query(&job.name, e))?;
+    let written = result.map_err(failed)?;
     let execute_time = execute_started.elapsed();
     let scan_metrics = scan::scan_metrics(&physical);
 
     // What was staged.
     let staged = staged_files(table, &staging, &stamps.run_id, &written)?;
     failpoint::hit("staged");
+    let written_rows: u64 = staged.iter().map(|s| s.0.file.rows).sum();
     let rows = RowCounts {
-        read: scan_metrics.rows,
+        // On a cluster the scans' counters stay on the executors.
+        read: if prepared.cluster.is_some() {
+            written_rows
+        } else {
+            scan_metrics.rows
+        },
         written: staged.iter().map(|s| s.0.file.rows).sum(),
         unscored: staged.iter().map(|s| s.1).sum(),
     };
@@ -576,6 +609,7 @@ async fn stage(
             ..Default::default()
         },
         device: prepared.device.to_string(),
+        cluster: prepared.cluster.as_ref().map(|(url, _)| url.clone()),
         target_partitions: prepared.settings.target_partitions,
         io: prepared.stores.io_stats(),
     };
@@ -740,6 +774,12 @@ fn staged_files(
         }
     }
     reported.sort();
+    if let Some(pair) = reported.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(Error::Table {
+            output: table.location().to_string(),
+            message: format!("two writers reported the same staged file `{}`", pair[0].0),
+        });
+    }
     let mut per_partition: BTreeMap<String, usize> = BTreeMap::new();
     let mut out = Vec::new();
     for (relative, partition, rows, size, unscored) in reported {

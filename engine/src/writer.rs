@@ -340,7 +340,12 @@ async fn write_partition(
                 }
             };
             if !files.contains_key(&key) {
-                let name = format!("part-{partition:05}.parquet");
+                // Unique per task attempt: on a cluster, partition numbers repeat across tasks,
+                // and a retried task must not overwrite what an earlier attempt reported.
+                let name = format!(
+                    "part-{partition:05}-{}.parquet",
+                    uuid::Uuid::now_v7().simple()
+                );
                 let relative = if key.is_empty() {
                     name
                 } else {
@@ -373,9 +378,9 @@ async fn write_partition(
     let mut rows = Vec::new();
     let mut bytes = Vec::new();
     let mut unscored = Vec::new();
-    for (_, file) in files {
+    for (_, mut file) in files {
+        let metadata = file.writer.finish().await?;
         let written = file.writer.bytes_written() as u64;
-        let metadata = file.writer.close().await?;
         paths.push(file.relative);
         partitions.push(file.partition);
         rows.push(metadata.file_metadata().num_rows().max(0) as u64);

@@ -2,7 +2,9 @@
 
 mod support;
 
+mod cluster;
 mod commit;
+mod deploy;
 mod errors;
 mod explain;
 mod formats;

@@ -98,6 +98,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// A process (a cluster executor) could not fetch, verify or load a model it was asked to run.
+    #[error("model `{name}` (package {uri}) is not available on this process: {source}")]
+    ModelUnavailable {
+        /// Model name.
+        name: String,
+        /// Package location, naming its store.
+        uri: String,
+        /// Why.
+        #[source]
+        source: Box<Error>,
+    },
+
     /// The requested compute device is not available in this build or on this machine.
     #[error("device `{requested}` is not available: {reason}")]
     DeviceUnavailable {

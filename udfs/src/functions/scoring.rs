@@ -156,7 +156,14 @@ impl Scorer {
         };
         let catalog = ModelCatalog::in_config(&args.config_options).unwrap_or(&self.catalog);
         let model_ref = catalog.get(&name)?;
-        let model = self.loader.load_blocking(model_ref)?;
+        let model = self
+            .loader
+            .load_blocking(model_ref)
+            .map_err(|e| Error::ModelUnavailable {
+                name: name.clone(),
+                uri: model_ref.uri.clone(),
+                source: Box::new(e),
+            })?;
 
         let rows = args.number_rows;
         let columns = args.args[1..]

@@ -1,0 +1,476 @@
+//! Running jobs on an Apache DataFusion Ballista cluster.
+//!
+//! One binary plays all roles: `scorch scheduler` and `scorch executor` start a Ballista
+//! scheduler and executors with scorch's functions, codecs and object stores registered, and
+//! `scorch run --cluster df://host:port` submits a job's plan there. What each process needs:
+//!
+//! - the scoring functions (`predict`, `embed`), registered in the client session, in every
+//!   session the scheduler builds for a job (specialised to the job's model catalog, which
+//!   arrives in the session configuration as `scorch.models`), and in the executors' function
+//!   registry (which read the catalog from each task's configuration);
+//! - the `scorch` config extension, registered before the client's settings are applied, so the
+//!   catalog is not dropped on the way;
+//! - codecs for [`StagingWrite`] / [`StagingWriteExec`], which write the output in parallel on
+//!   the executors; everything else goes through Ballista's own codecs;
+//! - object stores built from URLs and each process's environment (credentials, endpoints).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::datatypes::SchemaRef;
+use ballista::prelude::SessionContextExt;
+use ballista_core::extension::{
+    SessionConfigExt, ballista_aggregate_functions, ballista_scalar_functions,
+    ballista_window_functions,
+};
+use ballista_core::registry::BallistaFunctionRegistry;
+use ballista_core::serde::{BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec};
+use ballista_core::{ConfigProducer, RuntimeProducer};
+use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
+use ballista_scheduler::cluster::BallistaCluster;
+use ballista_scheduler::config::SchedulerConfig;
+use ballista_scheduler::scheduler_process::start_server;
+use ballista_scheduler::scheduler_server::SessionBuilder;
+use datafusion::catalog::TableProvider;
+use datafusion::common::TableReference;
+use datafusion::datasource::file_format::FileFormatFactory;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::{SessionStateBuilder, TaskContext};
+use datafusion::logical_expr::{AggregateUDF, Extension, LogicalPlan, ScalarUDF, WindowUDF};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_proto::logical_plan::LogicalExtensionCodec;
+use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
+use scorch_udfs::{DeviceSpec, ModelCatalog, ModelLoader, ScorchOptions};
+
+use crate::error::{Error, Result as ScorchResult};
+use crate::registry::StoreRegistry;
+use crate::session::{SessionSettings, session_config};
+use crate::writer::{ScorchQueryPlanner, StagingWrite, StagingWriteExec, WriteSpec};
+
+/// Marks a serialised [`StagingWrite`] or [`StagingWriteExec`] (followed by its spec as JSON).
+const WRITE_MAGIC: &[u8] = b"scorch.write.v1\0";
+
+fn encode_spec(spec: &WriteSpec, buf: &mut Vec<u8>) -> Result<()> {
+    buf.extend_from_slice(WRITE_MAGIC);
+    serde_json::to_writer(buf, spec).map_err(|e| DataFusionError::External(Box::new(e)))
+}
+
+fn decode_spec(buf: &[u8]) -> Option<Result<WriteSpec>> {
+    buf.strip_prefix(WRITE_MAGIC).map(|json| {
+        serde_json::from_slice(json).map_err(|e| DataFusionError::External(Box::new(e)))
+    })
+}
+
+/// Ballista's logical codec, plus [`StagingWrite`].
+#[derive(Debug, Default)]
+pub struct ScorchLogicalCodec {
+    inner: BallistaLogicalExtensionCodec,
+}
+
+impl LogicalExtensionCodec for ScorchLogicalCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[LogicalPlan],
+        ctx: &TaskContext,
+    ) -> Result<Extension> {
+        match decode_spec(buf) {
+            Some(spec) => {
+                let [input] = inputs else {
+                    return Err(DataFusionError::Internal(
+                        "StagingWrite takes one input".into(),
+                    ));
+                };
+                Ok(Extension {
+                    node: Arc::new(StagingWrite::try_new(input.clone(), spec?)?),
+                })
+            }
+            None => self.inner.try_decode(buf, inputs, ctx),
+        }
+    }
+
+    fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> Result<()> {
+        match node.node.as_any().downcast_ref::<StagingWrite>() {
+            Some(write) => encode_spec(&write.spec, buf),
+            None => self.inner.try_encode(node, buf),
+        }
+    }
+
+    fn try_decode_table_provider(
+        &self,
+        buf: &[u8],
+        table_ref: &TableReference,
+        schema: SchemaRef,
+        ctx: &TaskContext,
+    ) -> Result<Arc<dyn TableProvider>> {
+        self.inner
+            .try_decode_table_provider(buf, table_ref, schema, ctx)
+    }
+
+    fn try_encode_table_provider(
+        &self,
+        table_ref: &TableReference,
+        node: Arc<dyn TableProvider>,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        self.inner.try_encode_table_provider(table_ref, node, buf)
+    }
+
+    fn try_decode_file_format(
+        &self,
+        buf: &[u8],
+        ctx: &TaskContext,
+    ) -> Result<Arc<dyn FileFormatFactory>> {
+        self.inner.try_decode_file_format(buf, ctx)
+    }
+
+    fn try_encode_file_format(
+        &self,
+        buf: &mut Vec<u8>,
+        node: Arc<dyn FileFormatFactory>,
+    ) -> Result<()> {
+        self.inner.try_encode_file_format(buf, node)
+    }
+
+    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
+        self.inner.try_decode_udf(name, buf)
+    }
+
+    fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
+        self.inner.try_encode_udf(node, buf)
+    }
+
+    fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
+        self.inner.try_decode_udaf(name, buf)
+    }
+
+    fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
+        self.inner.try_encode_udaf(node, buf)
+    }
+
+    fn try_decode_udwf(&self, name: &str, buf: &[u8]) -> Result<Arc<WindowUDF>> {
+        self.inner.try_decode_udwf(name, buf)
+    }
+
+    fn try_encode_udwf(&self, node: &WindowUDF, buf: &mut Vec<u8>) -> Result<()> {
+        self.inner.try_encode_udwf(node, buf)
+    }
+}
+
+/// Ballista's physical codec, plus [`StagingWriteExec`].
+#[derive(Debug, Default)]
+pub struct ScorchPhysicalCodec {
+    inner: BallistaPhysicalExtensionCodec,
+}
+
+impl PhysicalExtensionCodec for ScorchPhysicalCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[Arc<dyn ExecutionPlan>],
+        ctx: &TaskContext,
+        converter: &dyn PhysicalProtoConverterExtension,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        match decode_spec(buf) {
+            Some(spec) => {
+                let [input] = inputs else {
+                    return Err(DataFusionError::Internal(
+                        "StagingWriteExec takes one input".into(),
+                    ));
+                };
+                Ok(Arc::new(StagingWriteExec::new(Arc::clone(input), spec?)))
+            }
+            None => self.inner.try_decode(buf, inputs, ctx, converter),
+        }
+    }
+
+    fn try_encode(
+        &self,
+        node: Arc<dyn ExecutionPlan>,
+        buf: &mut Vec<u8>,
+        converter: &dyn PhysicalProtoConverterExtension,
+    ) -> Result<()> {
+        match node.downcast_ref::<StagingWriteExec>() {
+            Some(write) => encode_spec(write.spec(), buf),
+            None => self.inner.try_encode(node, buf, converter),
+        }
+    }
+
+    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
+        self.inner.try_decode_udf(name, buf)
+    }
+
+    fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
+        self.inner.try_encode_udf(node, buf)
+    }
+
+    fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
+        self.inner.try_decode_udaf(name, buf)
+    }
+
+    fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
+        self.inner.try_encode_udaf(node, buf)
+    }
+
+    fn try_decode_udwf(&self, name: &str, buf: &[u8]) -> Result<Arc<WindowUDF>> {
+        self.inner.try_decode_udwf(name, buf)
+    }
+
+    fn try_encode_udwf(&self, node: &WindowUDF, buf: &mut Vec<u8>) -> Result<()> {
+        self.inner.try_encode_udwf(node, buf)
+    }
+}
+
+/// The configuration every cluster process starts from: Ballista's, with scorch's extension
+/// registered so that the client's `scorch.*` settings can be applied.
+fn base_config() -> SessionConfig {
+    SessionConfig::new_with_ballista()
+        .with_option_extension(ScorchOptions::default())
+        .with_ballista_logical_extension_codec(Arc::new(ScorchLogicalCodec::default()))
+        .with_ballista_physical_extension_codec(Arc::new(ScorchPhysicalCodec::default()))
+}
+
+/// A runtime whose object stores are built on demand from URLs and the environment.
+fn runtime(stores: &Arc<StoreRegistry>, temp_dir: Option<&str>) -> Result<Arc<RuntimeEnv>> {
+    let mut builder = RuntimeEnvBuilder::new().with_object_store_registry(Arc::clone(stores) as _);
+    if let Some(dir) = temp_dir {
+        builder = builder.with_temp_file_path(dir);
+    }
+    builder.build_arc()
+}
+
+fn loader(stores: &Arc<StoreRegistry>) -> ScorchResult<ModelLoader> {
+    Ok(ModelLoader::try_new(
+        Arc::clone(stores) as _,
+        DeviceSpec::Auto,
+    )?)
+}
+
+/// Scheduler settings.
+#[derive(Debug, Clone)]
+pub struct SchedulerOptions {
+    /// Address to listen on.
+    pub bind: SocketAddr,
+    /// Host name executors and clients use to reach this scheduler.
+    pub external_host: String,
+    /// An executor silent for this long is declared lost and its work rescheduled.
+    pub executor_timeout: Duration,
+}
+
+/// Runs a Ballista scheduler with scorch's functions until the process is stopped.
+pub async fn run_scheduler(options: SchedulerOptions) -> ScorchResult<()> {
+    let stores = Arc::new(StoreRegistry::new());
+    let runtime = runtime(&stores, None).map_err(Error::Execution)?;
+    let loader = loader(&stores)?;
+    let builder: SessionBuilder = Arc::new(move |config: SessionConfig| {
+        let catalog = Arc::new(ModelCatalog::from_config(config.options()));
+        let mut functions = ballista_scalar_functions();
+        functions.extend(scorch_udfs::functions::all_functions(
+            loader.clone(),
+            catalog,
+        ));
+        Ok(SessionStateBuilder::new()
+            .with_default_features()
+            .with_config(config)
+            .with_runtime_env(Arc::clone(&runtime))
+            .with_optimizer_rules(ballista_core::optimizer::ballista_default_optimizer_rules())
+            .with_scalar_functions(functions)
+            .with_aggregate_functions(ballista_aggregate_functions())
+            .with_window_functions(ballista_window_functions())
+            .with_query_planner(Arc::new(ScorchQueryPlanner))
+            .build())
+    });
+    let producer: ConfigProducer = Arc::new(base_config);
+    let timeout = options.executor_timeout.as_secs().max(2);
+    let mut config = SchedulerConfig {
+        bind_host: options.bind.ip().to_string(),
+        executor_timeout_seconds: timeout,
+        expire_dead_executor_interval_seconds: (timeout / 5).clamp(1, 15),
+        no_executors_grace_period_seconds: timeout,
+        override_logical_codec: Some(Arc::new(ScorchLogicalCodec::default())),
+        override_physical_codec: Some(Arc::new(ScorchPhysicalCodec::default())),
+        ..SchedulerConfig::default()
+    }
+    .with_hostname(&options.external_host)
+    .with_port(options.bind.port())
+    .with_override_config_producer(producer)
+    .with_override_session_builder(builder);
+    config.external_host = options.external_host.clone();
+    let cluster = BallistaCluster::new_from_config(&config)
+        .await
+        .map_err(cluster_error)?;
+    tracing::info!(bind = %options.bind, "scheduler listening");
+    start_server(cluster, options.bind, Arc::new(config))
+        .await
+        .map_err(cluster_error)
+}
+
+/// Executor settings.
+#[derive(Debug, Clone)]
+pub struct ExecutorOptions {
+    /// The scheduler, `host:port`.
+    pub scheduler: String,
+    /// Address of the Arrow Flight service (shuffle and results).
+    pub bind: SocketAddr,
+    /// Port of the executor's gRPC service (task launch).
+    pub grpc_port: u16,
+    /// Host name the scheduler and other executors use to reach this one.
+    pub external_host: Option<String>,
+    /// Tasks run at once.
+    pub concurrent_tasks: usize,
+    /// Folder for shuffle files.
+    pub work_dir: String,
+    /// How often to tell the scheduler this executor is alive.
+    pub heartbeat: Duration,
+}
+
+/// Runs a Ballista executor with scorch's functions until the process is stopped.
+pub async fn run_executor(options: ExecutorOptions) -> ScorchResult<()> {
+    let (host, port) = options
+        .scheduler
+        .rsplit_once(':')
+        .ok_or_else(|| Error::Location {
+            location: options.scheduler.clone(),
+            message: "expected host:port".into(),
+        })?;
+    let scheduler_port: u16 = port.parse().map_err(|_| Error::Location {
+        location: options.scheduler.clone(),
+        message: "the port is not a number".into(),
+    })?;
+    std::fs::create_dir_all(&options.work_dir).map_err(|source| Error::Io {
+        path: options.work_dir.clone().into(),
+        source,
+    })?;
+    let stores = Arc::new(StoreRegistry::new());
+    let loader = loader(&stores)?;
+    let state = SessionStateBuilder::new()
+        .with_config(base_config())
+        .with_scalar_functions(scorch_udfs::functions::all_functions(
+            loader,
+            Arc::default(),
+        ))
+        .with_default_features()
+        .build();
+    let registry = BallistaFunctionRegistry::from(&state);
+    let work_dir = options.work_dir.clone();
+    let runtime_producer: RuntimeProducer =
+        Arc::new(move |_config: &SessionConfig| runtime(&stores, Some(&work_dir)));
+    let config = ExecutorProcessConfig {
+        bind_host: options.bind.ip().to_string(),
+        external_host: options.external_host.clone(),
+        port: options.bind.port(),
+        grpc_port: options.grpc_port,
+        scheduler_host: host.to_string(),
+        scheduler_port,
+        vcores: options.concurrent_tasks.max(1),
+        work_dir: Some(options.work_dir.clone()),
+        executor_heartbeat_interval_seconds: options.heartbeat.as_secs().max(1),
+        override_function_registry: Some(Arc::new(registry)),
+        override_config_producer: Some(Arc::new(base_config)),
+        override_runtime_producer: Some(runtime_producer),
+        override_logical_codec: Some(Arc::new(ScorchLogicalCodec::default())),
+        override_physical_codec: Some(Arc::new(ScorchPhysicalCodec::default())),
+        ..ExecutorProcessConfig::default()
+    };
+    tracing::info!(scheduler = %options.scheduler, bind = %options.bind, "executor starting");
+    start_executor_process(Arc::new(config))
+        .await
+        .map_err(cluster_error)
+}
+
+/// A client session that plans locally and executes on the cluster at `url` (`df://host:port`).
+pub async fn remote_context(
+    url: &str,
+    settings: &SessionSettings,
+    catalog: ModelCatalog,
+    loader: ModelLoader,
+    stores: &Arc<StoreRegistry>,
+) -> ScorchResult<SessionContext> {
+    let config = session_config(settings, catalog.clone())
+        .upgrade_for_ballista()
+        .with_ballista_logical_extension_codec(Arc::new(ScorchLogicalCodec::default()))
+        .with_ballista_physical_extension_codec(Arc::new(ScorchPhysicalCodec::default()));
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime(stores, None).map_err(Error::Execution)?)
+        .with_default_features()
+        .build();
+    let ctx = SessionContext::remote_with_state(url, state)
+        .await
+        .map_err(|e| Error::Cluster {
+            url: url.to_string(),
+            message: e.to_string(),
+        })?;
+    for udf in scorch_udfs::functions::all_functions(loader, Arc::new(catalog)) {
+        ctx.register_udf(udf.as_ref().clone());
+    }
+    Ok(ctx)
+}
+
+/// Ballista reports a failed task with the Debug form of its error. Puts the part a user acts on
+/// first: which model an executor could not load, from which store.
+pub fn explain_job_failure(message: &str) -> String {
+    let field = |text: &str, key: &str| -> Option<String> {
+        let start = text.find(&format!("{key}: \""))? + key.len() + 3;
+        let end = text[start..].find('"')?;
+        Some(text[start..start + end].to_string())
+    };
+    if let Some(at) = message.find("ModelUnavailable {") {
+        let rest = &message[at..];
+        if let (Some(name), Some(uri)) = (field(rest, "name"), field(rest, "uri")) {
+            let cause = message
+                .rfind("message: \"")
+                .and_then(|i| field(&message[i..], "message"))
+                .unwrap_or_else(|| "see the details below".to_string());
+            return format!(
+                "an executor could not load model `{name}` from {uri} ({cause}); details: {message}"
+            );
+        }
+    }
+    message.to_string()
+}
+
+fn cluster_error(e: impl fmt::Display) -> Error {
+    Error::Cluster {
+        url: String::new(),
+        message: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_failures_are_summarised() {
+        let raw = r#"Job 1 failed: Task failed: DataFusionError(External(ModelUnavailable { name: "churn", uri: "s3://b/m/", source: Store { inner: ConnectError("tcp connect error", Os { code: 111, message: "Connection refused" }) } }))"#;
+        let text = explain_job_failure(raw);
+        assert!(
+            text.starts_with(
+                "an executor could not load model `churn` from s3://b/m/ (Connection refused)"
+            ),
+            "{text}"
+        );
+        assert_eq!(explain_job_failure("plain"), "plain");
+    }
+
+    #[test]
+    fn write_specs_survive_the_codecs() {
+        let spec = WriteSpec {
+            staging: "s3://b/t/_scorch/staging/r/".into(),
+            partition_by: vec!["ds".into()],
+            compression: "snappy".into(),
+            metadata: vec![("scorch.run_id".into(), "r".into())],
+            prediction_columns: vec!["p".into()],
+            buffer_bytes: 1 << 20,
+        };
+        let mut buf = Vec::new();
+        encode_spec(&spec, &mut buf).expect("encodes");
+        assert_eq!(decode_spec(&buf).expect("ours").expect("decodes"), spec);
+        assert!(decode_spec(b"something else").is_none());
+    }
+}

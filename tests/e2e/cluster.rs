@@ -1,0 +1,395 @@
+//! Distributed scoring on a loopback Ballista cluster: one scheduler and two executors, each a
+//! separate `scorch` process on 127.0.0.1, with the S3 test server as the object store.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::servers::{Backend, Server, scorch_on, server};
+use crate::stores::{remote_job, write_remote_job};
+use crate::support::*;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A scheduler and executors, killed when dropped.
+pub struct Cluster {
+    pub url: String,
+    scheduler: Child,
+    executors: Vec<Child>,
+    dir: TempDir,
+}
+
+impl Cluster {
+    /// Starts a scheduler and `executors` executors with `env` (store endpoints, credentials).
+    pub fn start(executors: usize, env: &BTreeMap<String, String>) -> Self {
+        let dir = TempDir::new().expect("temp");
+        let port = free_port();
+        let log = |name: &str| std::fs::File::create(dir.path().join(name)).expect("log file");
+        let scheduler = scorch()
+            .envs(env)
+            .args([
+                "scheduler",
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+                "--external-host",
+                "127.0.0.1",
+            ])
+            .args(["--executor-timeout", "6s"])
+            .stdout(Stdio::null())
+            .stderr(log("scheduler.log"))
+            .spawn()
+            .expect("scheduler starts");
+        let mut cluster = Self {
+            url: format!("df://127.0.0.1:{port}"),
+            scheduler,
+            executors: Vec::new(),
+            dir,
+        };
+        wait_for_port(port);
+        for i in 0..executors {
+            cluster.add_executor(i, env);
+        }
+        cluster
+    }
+
+    fn add_executor(&mut self, i: usize, env: &BTreeMap<String, String>) {
+        let (flight, grpc) = (free_port(), free_port());
+        let work = self.dir.path().join(format!("executor-{i}"));
+        let port = self.url.rsplit(':').next().expect("port").to_string();
+        let child = scorch()
+            .envs(env)
+            .args(["executor", "--scheduler", &format!("127.0.0.1:{port}")])
+            .args([
+                "--bind",
+                &format!("127.0.0.1:{flight}"),
+                "--grpc-port",
+                &grpc.to_string(),
+            ])
+            .args([
+                "--external-host",
+                "127.0.0.1",
+                "--concurrent-tasks",
+                "2",
+                "--heartbeat",
+                "1s",
+            ])
+            .args(["--work-dir", work.to_str().expect("utf-8")])
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(self.dir.path().join(format!("executor-{i}.log")))
+                    .expect("log"),
+            )
+            .spawn()
+            .expect("executor starts");
+        wait_for_port(flight);
+        self.executors.push(child);
+    }
+
+    /// SIGKILLs executor `i`.
+    pub fn kill_executor(&mut self, i: usize) {
+        let _ = self.executors[i].kill();
+        let _ = self.executors[i].wait();
+    }
+
+    /// The processes' logs, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for entry in std::fs::read_dir(self.dir.path()).expect("dir").flatten() {
+            if entry.path().extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                out.push_str(&format!("--- {}\n", entry.file_name().to_string_lossy()));
+                out.extend(tail.iter().rev().map(|l| format!("{l}\n")));
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for e in &mut self.executors {
+            let _ = e.kill();
+            let _ = e.wait();
+        }
+        let _ = self.scheduler.kill();
+        let _ = self.scheduler.wait();
+    }
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn run_on(server: &Server, job: &Path, day: &str, cluster: Option<&str>) -> Run {
+    let mut c = scorch_on(server);
+    c.args([
+        "run",
+        job.to_str().expect("utf-8"),
+        "--param",
+        &format!("ds={day}"),
+        "--json",
+    ]);
+    if let Some(url) = cluster {
+        c.args(["--cluster", url]);
+    }
+    c.output().expect("run").into()
+}
+
+fn scores(server: &Server, folder: &str) -> Vec<ScoreRow> {
+    read_scores(
+        server
+            .download(&format!("{folder}/out/churn_scores"))
+            .path(),
+    )
+}
+
+#[test]
+fn cluster_output_equals_local_output() {
+    let s3 = server(Backend::S3);
+    let job = remote_job(s3, "cluster-equal", "");
+    let local = run_on(s3, &job.job, DAYS[2], None);
+    local.assert_ok();
+    let local_rows = scores(s3, &job.folder);
+
+    let cluster = Cluster::start(2, &s3.env);
+    let remote = run_on(s3, &job.job, DAYS[2], Some(&cluster.url));
+    assert_eq!(
+        remote.code,
+        Some(0),
+        "{}\n{}",
+        remote.stderr,
+        cluster.logs()
+    );
+    let m = remote.json();
+    assert_eq!(m["cluster"].as_str(), Some(cluster.url.as_str()));
+    let cluster_rows = scores(s3, &job.folder);
+
+    assert_eq!(cluster_rows.len(), local_rows.len());
+    for (a, b) in cluster_rows.iter().zip(&local_rows) {
+        assert_eq!(
+            (&a.ds, a.customer_id, a.probability),
+            (&b.ds, b.customer_id, b.probability)
+        );
+        assert_eq!(
+            a.data_sha256, b.data_sha256,
+            "same inputs, same fingerprint"
+        );
+        assert_eq!(a.model_sha256, b.model_sha256);
+        assert_ne!(a.run_id, b.run_id);
+    }
+    assert_eq!(m["data_sha256"], local.json()["data_sha256"]);
+    // The same commit protocol: two versions, nothing left in staging.
+    let listing = s3.list(&format!("{}/out/churn_scores", job.folder));
+    assert_eq!(
+        listing
+            .iter()
+            .filter(|p| p.starts_with("_scorch/log/"))
+            .count(),
+        2
+    );
+    assert!(!listing.iter().any(|p| p.starts_with("_scorch/staging")));
+}
+
+#[test]
+fn unreachable_scheduler_is_a_clear_storage_or_cluster_error() {
+    let s3 = server(Backend::S3);
+    let job = remote_job(s3, "cluster-unreachable", "");
+    let url = format!("df://127.0.0.1:{}", free_port());
+    let started = Instant::now();
+    let r = run_on(s3, &job.job, DAYS[2], Some(&url));
+    r.assert_code(5);
+    assert!(
+        r.stderr.contains(&url) || r.stderr.contains("cluster"),
+        "{}",
+        r.stderr
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(
+        s3.list(&format!("{}/out/churn_scores", job.folder))
+            .iter()
+            .all(|p| !p.ends_with(".parquet"))
+    );
+}
+
+#[test]
+fn an_executor_that_cannot_reach_the_model_names_it() {
+    let s3 = server(Backend::S3);
+    // Features and output on the shared local disk; the model on S3, which the executors are
+    // pointed away from.
+    let local = demo_copy();
+    let folder = s3.folder("cluster-model");
+    s3.upload(&local.path().join("models"), &format!("{folder}/models"));
+    let sha = run(&[
+        "model",
+        "hash",
+        local.path().join("models/churn").to_str().expect("utf-8"),
+    ])
+    .stdout;
+    let job = local.path().join("split.toml");
+    let here = url::Url::from_directory_path(local.path())
+        .expect("url")
+        .to_string();
+    write_remote_job(
+        &job,
+        here.trim_end_matches('/'),
+        &folder,
+        here.trim_end_matches('/'),
+        sha.trim(),
+        "",
+    );
+    let mut executor_env = s3.env.clone();
+    executor_env.insert(
+        "AWS_ENDPOINT".into(),
+        format!("http://127.0.0.1:{}", free_port()),
+    );
+    executor_env.insert("SCORCH_STORE_MAX_RETRIES".into(), "1".into());
+    executor_env.insert("SCORCH_STORE_RETRY_TIMEOUT".into(), "2s".into());
+    // An empty model cache, so the executor has to fetch the package.
+    let cache = TempDir::new().expect("temp");
+    executor_env.insert(
+        "SCORCH_CACHE_DIR".into(),
+        cache.path().display().to_string(),
+    );
+    let cluster = Cluster::start(1, &executor_env);
+    let r = run_on(s3, &job, DAYS[2], Some(&cluster.url));
+    r.assert_code(5);
+    assert!(
+        r.stderr.contains("model `churn`") && r.stderr.contains("s3://scorch-test"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        data_files(&local.path().join("out/churn_scores")).is_empty(),
+        "nothing may be published"
+    );
+}
+
+#[test]
+fn losing_an_executor_mid_job_completes_on_the_survivor_or_publishes_nothing() {
+    let s3 = server(Backend::S3);
+    let local = TempDir::new().expect("temp");
+    let path = local.path().to_str().expect("utf-8");
+    run(&[
+        "demo",
+        "--dir",
+        path,
+        "--rows",
+        "400000",
+        "--days",
+        "1",
+        "--epochs",
+        "1",
+        "--row-group-rows",
+        "20000",
+        "--skip-run",
+    ])
+    .assert_ok();
+    let folder = s3.folder("cluster-kill");
+    s3.upload(&local.path().join("data"), &format!("{folder}/data"));
+    s3.upload(&local.path().join("models"), &format!("{folder}/models"));
+    let sha = run(&[
+        "model",
+        "hash",
+        local.path().join("models/churn").to_str().expect("utf-8"),
+    ])
+    .stdout;
+    let job = local.path().join("kill.toml");
+    write_remote_job(&job, &folder, &folder, &folder, sha.trim(), "");
+
+    let mut cluster = Cluster::start(2, &s3.env);
+    let args = |job: &Path| {
+        vec![
+            "run".to_string(),
+            job.to_str().expect("utf-8").to_string(),
+            "--param".into(),
+            "ds=2026-11-27".into(),
+            "--json".into(),
+            "--cluster".into(),
+            cluster.url.clone(),
+            "--batch-size".into(),
+            "512".into(),
+            "--target-partitions".into(),
+            "4".into(),
+        ]
+    };
+    // A first run measures how long the job takes on two executors.
+    let started = Instant::now();
+    let baseline: Run = scorch_on(s3).args(args(&job)).output().expect("run").into();
+    assert_eq!(
+        baseline.code,
+        Some(0),
+        "{}\n{}",
+        baseline.stderr,
+        cluster.logs()
+    );
+    let full = started.elapsed();
+    let before = s3.list(&format!("{folder}/out/churn_scores"));
+
+    // The rerun loses an executor a third of the way in.
+    let mut child = scorch_on(s3)
+        .args(args(&job))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    std::thread::sleep(full / 3);
+    cluster.kill_executor(0);
+    eprintln!("killed executor 0 after {:?} of a {full:?} job", full / 3);
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while child.try_wait().expect("wait").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the job neither finished nor failed\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out: Run = child.wait_with_output().expect("output").into();
+    let table = format!("{folder}/out/churn_scores");
+    match out.code {
+        Some(0) => {
+            let rows = scores(s3, &folder);
+            let keys: std::collections::BTreeSet<i64> =
+                rows.iter().map(|r| r.customer_id).collect();
+            assert_eq!(rows.len(), 400_000, "complete output");
+            assert_eq!(keys.len(), rows.len(), "no duplicates");
+            eprintln!("executor lost: the job completed on the survivor");
+        }
+        Some(5) => {
+            let after: Vec<String> = s3
+                .list(&table)
+                .into_iter()
+                .filter(|p| !p.starts_with("_scorch/staging"))
+                .collect();
+            let before: Vec<String> = before
+                .into_iter()
+                .filter(|p| !p.starts_with("_scorch/staging"))
+                .collect();
+            assert_eq!(after, before, "a failed job changed the table");
+            eprintln!(
+                "executor lost: the job failed cleanly: {}",
+                out.stderr.lines().last().unwrap_or("")
+            );
+        }
+        other => panic!(
+            "unexpected exit {other:?}\n{}\n{}",
+            out.stderr,
+            cluster.logs()
+        ),
+    }
+}
