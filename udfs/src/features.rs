@@ -12,7 +12,7 @@
 //! their share passes a threshold.
 
 use arrow::array::{Array, ArrayRef, AsArray};
-use arrow::buffer::BooleanBuffer;
+use arrow::buffer::{BooleanBuffer, NullBuffer};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float32Type, Float64Type};
 
@@ -145,6 +145,20 @@ impl FeatureMatrix {
         }
     }
 
+    /// A matrix of one text input whose rows are all valid (for encoders fed outside SQL).
+    pub fn from_texts(texts: Vec<String>) -> Self {
+        let scored = texts.len();
+        Self {
+            numeric: Numeric::F32(Vec::new()),
+            cols: 0,
+            text: vec![texts],
+            slots: vec![Slot::Text(0)],
+            total_rows: scored,
+            valid: None,
+            scored,
+        }
+    }
+
     /// Builds the matrix from one array per declared input. `model` names the model in errors.
     pub fn try_new(
         model: &str,
@@ -162,7 +176,7 @@ impl FeatureMatrix {
         }
         let total_rows = columns.first().map_or(0, |c| c.len());
         let mut slots = Vec::with_capacity(inputs.len());
-        let mut numeric_columns: Vec<ArrayRef> = Vec::new();
+        let mut numeric_columns: Vec<NumericColumn> = Vec::new();
         let mut numeric_specs: Vec<&InputSpec> = Vec::new();
         let mut text_columns: Vec<ArrayRef> = Vec::new();
         for (column, spec) in columns.iter().zip(inputs) {
@@ -171,31 +185,15 @@ impl FeatureMatrix {
                 text_columns.push(cast(column, &DataType::Utf8)?);
             } else {
                 slots.push(Slot::Numeric(numeric_columns.len()));
-                numeric_columns.push(cast(column, &DataType::Float64)?);
+                numeric_columns.push(NumericColumn::try_new(column)?);
                 numeric_specs.push(spec);
             }
         }
 
         // Pass 1: which rows keep every feature within its contract.
         let mut valid = vec![true; total_rows];
-        for (array, spec) in numeric_columns.iter().zip(&numeric_specs) {
-            let values = array.as_primitive::<Float64Type>();
-            let (min, max) = (
-                spec.min.unwrap_or(f64::NEG_INFINITY),
-                spec.max.unwrap_or(f64::INFINITY),
-            );
-            for (row, ok) in valid.iter_mut().enumerate() {
-                let v = values.value(row);
-                let missing_value = values.is_null(row) || v.is_nan();
-                let bad = if missing_value {
-                    missing == MissingPolicy::Reject
-                } else {
-                    v.is_infinite() || v < min || v > max
-                };
-                if bad {
-                    *ok = false;
-                }
-            }
+        for (column, spec) in numeric_columns.iter().zip(&numeric_specs) {
+            column.check(spec, missing, &mut valid);
         }
         for array in &text_columns {
             for (row, ok) in valid.iter_mut().enumerate() {
@@ -205,40 +203,25 @@ impl FeatureMatrix {
             }
         }
         let any_invalid = valid.iter().any(|v| !v);
-        let rows: Vec<usize> = if any_invalid {
-            (0..total_rows).filter(|r| valid[*r]).collect()
-        } else {
-            (0..total_rows).collect()
-        };
+        let rows: Option<Vec<usize>> =
+            any_invalid.then(|| (0..total_rows).filter(|r| valid[*r]).collect());
+        let scored = rows.as_ref().map_or(total_rows, Vec::len);
 
         // Pass 2: gather the valid rows, row-major; missing values become NaN.
         let cols = numeric_columns.len();
-        let gather = |out: &mut dyn FnMut(usize, usize, f64)| {
-            for (c, array) in numeric_columns.iter().enumerate() {
-                let values = array.as_primitive::<Float64Type>();
-                let raw = values.values();
-                for (i, &row) in rows.iter().enumerate() {
-                    let v = if values.is_null(row) {
-                        f64::NAN
-                    } else {
-                        raw[row]
-                    };
-                    out(i, c, v);
-                }
-            }
-        };
         let numeric = match precision {
             Precision::F64 => {
-                let mut data = vec![0f64; rows.len() * cols];
-                gather(&mut |i, c, v| data[i * cols + c] = v);
+                let mut data = vec![0f64; scored * cols];
+                gather(&numeric_columns, rows.as_deref(), &mut data, scored);
                 Numeric::F64(data)
             }
             Precision::F32 => {
-                let mut data = vec![0f32; rows.len() * cols];
-                gather(&mut |i, c, v| data[i * cols + c] = v as f32);
+                let mut data = vec![0f32; scored * cols];
+                gather(&numeric_columns, rows.as_deref(), &mut data, scored);
                 Numeric::F32(data)
             }
         };
+        let rows: Vec<usize> = rows.unwrap_or_else(|| (0..total_rows).collect());
         let text = text_columns
             .iter()
             .map(|array| {
@@ -256,13 +239,206 @@ impl FeatureMatrix {
             slots,
             total_rows,
             valid,
-            scored: rows.len(),
+            scored,
         })
     }
 
     /// Number of rows scored.
     pub fn scored_rows(&self) -> usize {
         self.scored
+    }
+}
+
+/// Rows converted per block: a block of the row-major output stays in cache while every column
+/// is written into it.
+const GATHER_BLOCK: usize = 256;
+
+/// One numeric input column, read in its own precision where Arrow allows (`Float32` and
+/// `Float64` are used in place; other numeric types are cast to `Float64`).
+enum NumericColumn {
+    F32(ArrayRef),
+    F64(ArrayRef),
+}
+
+impl NumericColumn {
+    fn try_new(array: &ArrayRef) -> Result<Self> {
+        Ok(match array.data_type() {
+            DataType::Float32 => Self::F32(array.clone()),
+            DataType::Float64 => Self::F64(array.clone()),
+            _ => Self::F64(cast(array, &DataType::Float64)?),
+        })
+    }
+
+    fn array(&self) -> &ArrayRef {
+        match self {
+            Self::F32(a) | Self::F64(a) => a,
+        }
+    }
+
+    /// Clears `valid` for rows whose value breaks the contract: NULL or NaN (unless the model
+    /// takes missing values), infinite, or outside `[min, max]`.
+    fn check(&self, spec: &InputSpec, missing: MissingPolicy, valid: &mut [bool]) {
+        let min = spec.min.unwrap_or(f64::NEG_INFINITY);
+        let max = spec.max.unwrap_or(f64::INFINITY);
+        let pass_nan = missing == MissingPolicy::PassNan;
+        // NaN compares false, so this is "finite and in range", or "NaN" when NaN may pass.
+        let ok = |v: f64| (v >= min && v <= max && v.is_finite()) || (pass_nan && v.is_nan());
+        let nulls = self.array().logical_nulls().filter(|n| n.null_count() > 0);
+        match self {
+            Self::F32(a) => check_values(
+                a.as_primitive::<Float32Type>().values(),
+                nulls.as_ref(),
+                pass_nan,
+                valid,
+                |v| ok(f64::from(v)),
+            ),
+            Self::F64(a) => check_values(
+                a.as_primitive::<Float64Type>().values(),
+                nulls.as_ref(),
+                pass_nan,
+                valid,
+                ok,
+            ),
+        }
+    }
+
+    /// Writes this column's value of output row `i` (input row `rows[i]`, or `i` when all rows
+    /// are scored) into `out[i * cols + c]` for rows `start..end`; NULL becomes NaN.
+    fn gather_into<O: FromFeature>(
+        &self,
+        rows: Option<&[usize]>,
+        (start, end): (usize, usize),
+        out: &mut [O],
+        cols: usize,
+        c: usize,
+    ) {
+        match self {
+            Self::F32(a) => gather_values(
+                a.as_primitive::<Float32Type>().values(),
+                rows,
+                (start, end),
+                out,
+                cols,
+                c,
+            ),
+            Self::F64(a) => gather_values(
+                a.as_primitive::<Float64Type>().values(),
+                rows,
+                (start, end),
+                out,
+                cols,
+                c,
+            ),
+        }
+        if let Some(nulls) = self.array().logical_nulls().filter(|n| n.null_count() > 0) {
+            for i in start..end {
+                if nulls.is_null(rows.map_or(i, |r| r[i])) {
+                    out[i * cols + c] = O::NAN;
+                }
+            }
+        }
+    }
+}
+
+/// `valid[row] &= ok(value)`, or `pass_nan` for a NULL (whose slot holds an arbitrary value).
+fn check_values<T: Copy>(
+    values: &[T],
+    nulls: Option<&NullBuffer>,
+    pass_nan: bool,
+    valid: &mut [bool],
+    ok: impl Fn(T) -> bool,
+) {
+    match nulls {
+        None => valid
+            .iter_mut()
+            .zip(values)
+            .for_each(|(valid, v)| *valid &= ok(*v)),
+        Some(nulls) => {
+            for (row, (valid, v)) in valid.iter_mut().zip(values).enumerate() {
+                *valid &= if nulls.is_null(row) { pass_nan } else { ok(*v) };
+            }
+        }
+    }
+}
+
+/// A feature value in the precision a runtime asked for.
+trait FromFeature: Copy {
+    const NAN: Self;
+    fn from_f32(v: f32) -> Self;
+    fn from_f64(v: f64) -> Self;
+}
+
+impl FromFeature for f32 {
+    const NAN: Self = f32::NAN;
+    fn from_f32(v: f32) -> Self {
+        v
+    }
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+}
+
+impl FromFeature for f64 {
+    const NAN: Self = f64::NAN;
+    fn from_f32(v: f32) -> Self {
+        f64::from(v)
+    }
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+}
+
+/// A column's value type, converted into a runtime's precision.
+trait FeatureValue: Copy {
+    fn convert<O: FromFeature>(self) -> O;
+}
+
+impl FeatureValue for f32 {
+    fn convert<O: FromFeature>(self) -> O {
+        O::from_f32(self)
+    }
+}
+
+impl FeatureValue for f64 {
+    fn convert<O: FromFeature>(self) -> O {
+        O::from_f64(self)
+    }
+}
+
+fn gather_values<T: FeatureValue, O: FromFeature>(
+    values: &[T],
+    rows: Option<&[usize]>,
+    (start, end): (usize, usize),
+    out: &mut [O],
+    cols: usize,
+    c: usize,
+) {
+    let out = &mut out[start * cols..end * cols];
+    match rows {
+        None => out
+            .chunks_exact_mut(cols)
+            .zip(&values[start..end])
+            .for_each(|(row, v)| row[c] = v.convert()),
+        Some(rows) => out
+            .chunks_exact_mut(cols)
+            .zip(&rows[start..end])
+            .for_each(|(row, r)| row[c] = values[*r].convert()),
+    }
+}
+
+/// Fills the row-major matrix `out` (`scored` rows) from the columns, a block of rows at a time.
+fn gather<O: FromFeature>(
+    columns: &[NumericColumn],
+    rows: Option<&[usize]>,
+    out: &mut [O],
+    scored: usize,
+) {
+    let cols = columns.len();
+    for start in (0..scored).step_by(GATHER_BLOCK) {
+        let end = (start + GATHER_BLOCK).min(scored);
+        for (c, column) in columns.iter().enumerate() {
+            column.gather_into(rows, (start, end), out, cols, c);
+        }
     }
 }
 

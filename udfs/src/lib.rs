@@ -14,6 +14,8 @@
 //! - [`catalog`]: the model catalog that travels with a plan as a config extension, so remote
 //!   processes resolve model names the same way;
 //! - [`cache`]: the process-wide model cache (one load per package and device per process);
+//! - [`kernels`]: the CPU kernels (matrix multiply, fused element-wise functions) and the
+//!   thread budget they share with DataFusion's partitions;
 //! - [`device`]: CPU or CUDA (the `cuda` feature, off by default, forwarded to candle).
 //!
 //! This crate knows nothing of jobs, outputs or commits; `scorch-engine` does.
@@ -46,6 +48,7 @@ pub mod error;
 pub mod features;
 pub mod functions;
 pub mod init;
+pub mod kernels;
 pub mod package;
 pub mod runtime;
 

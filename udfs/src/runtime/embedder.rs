@@ -2,31 +2,40 @@
 //! run on candle, with the pooling and normalisation of the model's sentence-transformers
 //! configuration.
 //!
-//! Texts are tokenised (truncated to `max_length`), sorted by length and encoded in groups of
-//! similar length, so that padding does not waste work; embeddings are returned in input order.
+//! Texts are tokenised (truncated to `max_length`). On CPU they are encoded by scorch's own
+//! encoder ([`super::encoder`]), packed without padding; on CUDA by candle's BERT, sorted by
+//! length and encoded in groups of similar length so that padding wastes little work.
+//! Embeddings are returned in input order.
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
-use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+use candle_transformers::models::bert::{BertModel, Config, HiddenAct as BertAct};
+use rayon::prelude::*;
+use tokenizers::{Encoding, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::error::{Error, Result};
 use crate::features::FeatureMatrix;
+use crate::kernels::threads::Lease;
 use crate::package::{ModelPackage, Pooling};
+use crate::runtime::encoder::{Encoder, EncoderShape, HiddenAct, Sequence};
 use crate::runtime::{Model, OutputColumn};
 
-/// Texts encoded together, at most.
+/// Texts encoded together on CUDA, at most.
 const GROUP: usize = 32;
+
+enum Backend {
+    Cpu(Encoder),
+    Candle(BertModel, Device),
+}
 
 /// A sentence encoder.
 pub struct EmbedderModel {
     name: String,
-    model: BertModel,
+    backend: Backend,
     tokenizer: Tokenizer,
     pooling: Pooling,
     normalize: bool,
     dim: usize,
-    device: Device,
 }
 
 impl std::fmt::Debug for EmbedderModel {
@@ -59,17 +68,43 @@ impl EmbedderModel {
                     spec.config
                 ))
             })?;
-        let tensors =
-            candle_core::safetensors::load_buffer(package.artifact(&spec.weights)?, device)
-                .map_err(|e| {
-                    bad(format!(
-                        "`{}` is not a readable safetensors file: {e}",
-                        spec.weights
-                    ))
-                })?;
-        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-        let model = BertModel::load(vb, &config)
-            .map_err(|e| bad(format!("the weights do not fit the configuration: {e}")))?;
+        let weights = package.artifact(&spec.weights)?;
+        let unreadable = |e: candle_core::Error| {
+            bad(format!(
+                "`{}` is not a readable safetensors file: {e}",
+                spec.weights
+            ))
+        };
+        let backend = if device.is_cpu() {
+            let tensors =
+                candle_core::safetensors::load_buffer(weights, device).map_err(unreadable)?;
+            let shape = EncoderShape {
+                hidden: config.hidden_size,
+                heads: config.num_attention_heads,
+                intermediate: config.intermediate_size,
+                layers: config.num_hidden_layers,
+                max_positions: config.max_position_embeddings,
+                token_types: config.type_vocab_size,
+                vocab: config.vocab_size,
+                eps: config.layer_norm_eps as f32,
+                act: match config.hidden_act {
+                    BertAct::Gelu => HiddenAct::Gelu,
+                    BertAct::GeluApproximate => HiddenAct::GeluTanh,
+                    BertAct::Relu => HiddenAct::Relu,
+                },
+            };
+            Backend::Cpu(
+                Encoder::try_from_tensors(shape, &tensors)
+                    .map_err(|e| bad(format!("the weights do not fit the configuration: {e}")))?,
+            )
+        } else {
+            let tensors =
+                candle_core::safetensors::load_buffer(weights, device).map_err(unreadable)?;
+            let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+            let model = BertModel::load(vb, &config)
+                .map_err(|e| bad(format!("the weights do not fit the configuration: {e}")))?;
+            Backend::Candle(model, device.clone())
+        };
         let mut tokenizer = Tokenizer::from_bytes(package.artifact(&spec.tokenizer)?)
             .map_err(|e| bad(format!("`{}` is not a tokenizer: {e}", spec.tokenizer)))?;
         tokenizer
@@ -90,12 +125,11 @@ impl EmbedderModel {
         }
         Ok(Self {
             name: name.to_string(),
-            model,
+            backend,
             tokenizer,
             pooling: spec.pooling,
             normalize: spec.normalize,
             dim,
-            device: device.clone(),
         })
     }
 
@@ -108,9 +142,77 @@ impl EmbedderModel {
                 name: self.name.clone(),
                 reason: format!("tokenizer: {e}"),
             })?;
-        let mut order: Vec<usize> = (0..texts.len()).collect();
+        match &self.backend {
+            Backend::Cpu(encoder) => self.embed_cpu(encoder, &encodings),
+            Backend::Candle(model, device) => self.embed_candle(model, device, &encodings),
+        }
+    }
+
+    fn embed_cpu(&self, encoder: &Encoder, encodings: &[Encoding]) -> Result<Vec<f32>> {
+        let sequences: Vec<Sequence<'_>> = encodings
+            .iter()
+            .map(|e| Sequence {
+                ids: e.get_ids(),
+                types: e.get_type_ids(),
+            })
+            .collect();
+        encoder
+            .check(&sequences)
+            .map_err(|reason| Error::InvalidWeights {
+                name: self.name.clone(),
+                reason,
+            })?;
+        let dim = self.dim;
+        let mut out = vec![0f32; sequences.len() * dim];
+        let pool = |hidden: &[f32], out: &mut [f32]| {
+            let row = &mut out[..dim];
+            let tokens = hidden.len() / dim;
+            match self.pooling {
+                Pooling::Cls => row.copy_from_slice(&hidden[..dim]),
+                Pooling::Mean => {
+                    for token in hidden.chunks_exact(dim) {
+                        row.iter_mut().zip(token).for_each(|(o, v)| *o += v);
+                    }
+                    let inv = 1.0 / tokens.max(1) as f32;
+                    row.iter_mut().for_each(|o| *o *= inv);
+                }
+                Pooling::Max => {
+                    row.copy_from_slice(&hidden[..dim]);
+                    for token in hidden.chunks_exact(dim).skip(1) {
+                        row.iter_mut().zip(token).for_each(|(o, v)| *o = o.max(*v));
+                    }
+                }
+            }
+            if self.normalize {
+                let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                row.iter_mut().for_each(|v| *v /= norm);
+            }
+        };
+        let lease = Lease::take();
+        if lease.threads() > 1 && sequences.len() > 1 {
+            // Contiguous shares of the texts, one per thread.
+            let share = sequences.len().div_ceil(lease.threads());
+            sequences
+                .par_chunks(share)
+                .zip(out.par_chunks_mut(share * dim))
+                .for_each(|(seqs, out)| {
+                    encoder.encode(seqs, |i, hidden| pool(hidden, &mut out[i * dim..]));
+                });
+        } else {
+            encoder.encode(&sequences, |i, hidden| pool(hidden, &mut out[i * dim..]));
+        }
+        Ok(out)
+    }
+
+    fn embed_candle(
+        &self,
+        model: &BertModel,
+        device: &Device,
+        encodings: &[Encoding],
+    ) -> Result<Vec<f32>> {
+        let mut order: Vec<usize> = (0..encodings.len()).collect();
         order.sort_by_key(|i| encodings[*i].get_ids().len());
-        let mut out = vec![0f32; texts.len() * self.dim];
+        let mut out = vec![0f32; encodings.len() * self.dim];
         for group in order.chunks(GROUP) {
             let len = group
                 .iter()
@@ -136,14 +238,11 @@ impl EmbedderModel {
                 }
             }
             let shape = (group.len(), len);
-            let ids =
-                Tensor::from_vec(ids, shape, &self.device).map_err(Error::candle(&self.name))?;
+            let ids = Tensor::from_vec(ids, shape, device).map_err(Error::candle(&self.name))?;
             let types =
-                Tensor::from_vec(types, shape, &self.device).map_err(Error::candle(&self.name))?;
-            let mask =
-                Tensor::from_vec(mask, shape, &self.device).map_err(Error::candle(&self.name))?;
-            let hidden = self
-                .model
+                Tensor::from_vec(types, shape, device).map_err(Error::candle(&self.name))?;
+            let mask = Tensor::from_vec(mask, shape, device).map_err(Error::candle(&self.name))?;
+            let hidden = model
                 .forward(&ids, &types, Some(&mask))
                 .map_err(Error::candle(&self.name))?;
             let pooled = self

@@ -4,7 +4,9 @@
 //! for. Runtimes are loaded once per process and package and shared by all partitions through
 //! the [`crate::cache`].
 
+pub mod compiled;
 mod embedder;
+pub mod encoder;
 mod lightgbm;
 mod mlp;
 mod onnx;

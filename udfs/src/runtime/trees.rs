@@ -2,15 +2,22 @@
 //!
 //! Every format is converted at load time into one flat node array ([`Ensemble`]); scoring walks
 //! each tree from its root for each row, in double precision, adding each reached leaf's
-//! contributions to the row's per-output margins. Missing-value routing, comparison operators
+//! contributions to the row's per-output margins. Ensembles whose splits allow it are scored
+//! through a branch-free layout instead ([`crate::runtime::compiled`]), with the same results. Missing-value routing, comparison operators
 //! and categorical splits are stored per node, so each library's exact rules (XGBoost's `<` with
 //! default directions, LightGBM's `<=` with its missing types and category bitsets, ONNX's
 //! `BRANCH_*` modes) are reproduced.
 
+use std::sync::OnceLock;
+
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
 use crate::features::FeatureMatrix;
+use crate::kernels::threads::Lease;
 use crate::package::{OutputSpec, OutputType};
 use crate::runtime::OutputColumn;
+use crate::runtime::compiled::{self, Compiled};
 
 /// A split's comparison: the row goes to `left` when it holds.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -115,6 +122,9 @@ pub struct Ensemble {
     /// Round each feature to `f32` before comparing (XGBoost and ONNX compare in single
     /// precision; LightGBM in double).
     pub round_to_f32: bool,
+    /// The branch-free layout, built on first use (`None` inside when the ensemble has splits it
+    /// cannot express).
+    pub(crate) compiled: OnceLock<Option<Compiled>>,
 }
 
 impl Ensemble {
@@ -267,6 +277,30 @@ impl Ensemble {
     /// Margins of every row, row-major `rows x outputs`.
     pub fn margins(&self, features: &[f64], cols: usize, rows: usize) -> Vec<f64> {
         let k = self.outputs;
+        let compiled = self
+            .compiled
+            .get_or_init(|| Compiled::try_from_ensemble(self));
+        if let Some(compiled) = compiled {
+            let mut margins = vec![0f64; rows * k];
+            let lease = Lease::take();
+            let threads = lease.threads();
+            if threads > 1 && rows >= 2 * compiled::BLOCK_ROWS {
+                // Contiguous shares of whole blocks, one per thread.
+                let share = rows
+                    .div_ceil(threads)
+                    .next_multiple_of(compiled::BLOCK_ROWS);
+                features[..rows * cols]
+                    .par_chunks(share * cols)
+                    .zip(margins.par_chunks_mut(share * k))
+                    .for_each(|(x, m)| compiled.accumulate(x, cols, k, m));
+            } else {
+                compiled.accumulate(&features[..rows * cols], cols, k, &mut margins);
+            }
+            for row in margins.chunks_exact_mut(k) {
+                row.iter_mut().zip(&self.base).for_each(|(m, b)| *m += b);
+            }
+            return margins;
+        }
         let mut margins = vec![0f64; rows * k];
         let mut counts = vec![0u32; k];
         for r in 0..rows {
