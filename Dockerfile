@@ -16,7 +16,8 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin scorch \
- && install -D target/release/scorch /out/scorch
+ && install -D target/release/scorch /out/scorch \
+ && strip --strip-debug /out/scorch
 
 FROM debian:bookworm-slim
 RUN apt-get update \

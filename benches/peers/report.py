@@ -1,0 +1,174 @@
+"""The machine description, the result tables and the files under benches/results/.
+
+Nothing written here names a path of the machine that ran the benchmark: datasets, models and
+outputs are named relative to the repository, and the scorch binary by its version and commit.
+"""
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+
+from common import REPO_ROOT, RESULTS_DIR, rel
+
+PEER_PACKAGES = ["pyarrow", "numpy", "pandas", "duckdb", "torch", "onnxruntime", "onnx", "onnxmltools",
+                 "xgboost", "lightgbm", "sentence-transformers", "transformers", "tokenizers", "pyspark",
+                 "safetensors"]
+
+TITLES = {
+    "mlp": "MLP 64-256-256-1 on the mlp dataset",
+    "gbdt": "Gradient-boosted trees on the gbdt dataset (xgb500: XGBoost 500 trees depth 6; "
+            "lgb500: LightGBM 500 trees 63 leaves)",
+    "cheap": "Cheap models beside the floor (scorch with no model: scan + stamp + commit + write)",
+    "embeddings": "Sentence embeddings, all-MiniLM-L6-v2 (max 256 tokens, mean pooling, normalized)",
+    "startup": "Start-up: a 1,000-row job from a cold process (wall = cold start)",
+    "memory": "Memory growth: the scorch MLP job on half and all of the mlp dataset",
+}
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_gib():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024 / 1024, 1)
+    return None
+
+
+def _os_name():
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return platform.system()
+
+
+def _java_version():
+    try:
+        out = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = (out.stderr or out.stdout).splitlines()
+    return lines[0] if lines else None
+
+
+def _git(*args):
+    try:
+        out = subprocess.run(["git", "-C", REPO_ROOT, *args], capture_output=True, text=True, timeout=60)
+    except OSError:
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def machine(scorch, threads, cpus):
+    """What ran the benchmark: hardware, OS, library versions, scorch's version and commit."""
+    versions = {}
+    for name in PEER_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    scorch_version = subprocess.run([scorch, "--version"], capture_output=True, text=True).stdout.strip()
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "memory_gib": _memory_gib(),
+        "os": _os_name(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "java": _java_version(),
+        "threads": threads,
+        "cpu_affinity": sorted(cpus) if cpus else None,
+        "libraries": versions,
+        "scorch": {"version": scorch_version, "commit": _git("rev-parse", "HEAD"),
+                   "tree_modified": bool(status) if status is not None else None},
+    }
+
+
+def _fmt(value, spec, empty="—"):
+    return empty if value is None else format(value, spec)
+
+
+def _agreement_cell(c):
+    a = c.get("agreement")
+    if c.get("error"):
+        return "**FAILED**"
+    if a is None:
+        return "reference" if c["reference"] else "—"
+    label = "max abs diff" if a["metric"] == "max_abs_diff" else "min cosine"
+    value = "—" if a["value"] is None else (f"{a['value']:.2e}" if a["metric"] == "max_abs_diff"
+                                            else f"{a['value']:.6f}")
+    if a["ok"]:
+        return f"{label} {value} ok"
+    cell = f"**DISAGREE** {label} {value} (tol {a['tolerance']:g}; {a['detail']})"
+    if a.get("alone"):
+        names = ", ".join(f"{x['name']} {x['value']:.2e}" for x in a["others"])
+        cell += f"; off the agreeing peers too ({names}): the peer's own deviation"
+    return cell
+
+
+def table(workload, contenders):
+    """A Markdown table of one workload's results."""
+    head = ["contender", "model", "data", "rows", "rows/s", "wall s", "× floor", "peak RSS MiB",
+            "setup s", "agreement"]
+    lines = [f"### {workload}: {TITLES[workload]}", "", "| " + " | ".join(head) + " |",
+             "|" + "|".join(["---"] * len(head)) + "|"]
+    for c in contenders:
+        lines.append("| " + " | ".join([
+            c["name"], c["model"] or "—", c["dataset"], f"{c['rows']:,}",
+            _fmt(c.get("rows_per_s"), ",.0f"), _fmt(c.get("wall_s"), ".2f"), _fmt(c.get("x_floor"), ".2f"),
+            _fmt(c.get("peak_rss_mib"), ",.0f"), _fmt(c.get("setup_s"), ".2f"), _agreement_cell(c),
+        ]) + " |")
+    return "\n".join(lines)
+
+
+def markdown(results):
+    m = results["machine"]
+    lines = [
+        f"# scorch side-by-side benchmark, {results['date']}",
+        "",
+        f"- machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']} (kernel {m['kernel']})",
+        f"- {m['scorch']['version']}, commit {m['scorch']['commit']}"
+        + (" (with uncommitted changes)" if m["scorch"]["tree_modified"] else ""),
+        f"- scale {results['scale']}, {results['threads']} threads per contender, "
+        f"{results['repeat']} run(s) each (wall: median; peak RSS: max over runs), warm page cache",
+        f"- data: Parquet, {results['data']['compression']}, {results['data']['encoding']}, "
+        f"row groups of {results['data']['row_group_rows']:,} rows",
+        "",
+    ]
+    for workload, contenders in results["workloads"].items():
+        lines += [table(workload, contenders), ""]
+    failures = results["problems"]
+    if failures:
+        lines += ["## Problems", ""] + [f"- {p}" for p in failures] + [""]
+    lines += ["Every run, the library versions and the machine: `benches/results/latest.json` "
+              "(and `results-<date>.json`); the method: `benches/peers/README.md`.", ""]
+    return "\n".join(lines)
+
+
+def write(results, stamp):
+    """Writes results-<stamp>.json, latest.json and latest.md; returns their repository paths."""
+    os.makedirs(RESULTS_DIR, exist_ok=True)
+    text = json.dumps(results, indent=2) + "\n"
+    paths = [os.path.join(RESULTS_DIR, f"results-{stamp}.json"), os.path.join(RESULTS_DIR, "latest.json")]
+    for p in paths:
+        with open(p, "w") as f:
+            f.write(text)
+    md = os.path.join(RESULTS_DIR, "latest.md")
+    with open(md, "w") as f:
+        f.write(markdown(results))
+    return [rel(p) for p in paths + [md]]
