@@ -37,6 +37,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod allocator;
 pub mod checks;
 pub mod cluster;
 pub mod demo;

@@ -245,6 +245,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ProcessExit {
+    scorch_engine::allocator::settle();
     let cli = Cli::parse();
     init_logging(cli.log_format, &cli.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
