@@ -7,7 +7,8 @@
 and models (cached under benches/data/), runs every contender as its own process with the same
 thread budget, measures wall time and the peak RSS of its process tree, checks every peer's
 predictions against scorch's, prints one table per workload and writes benches/results/.
-Exit status: 0 when every run succeeded and every check agreed, 1 otherwise.
+Exit status: 0 when every run succeeded and every check agreed (a peer that deviates from scorch
+and from every agreeing peer alike is reported, not counted), 1 otherwise.
 """
 import argparse
 import datetime
@@ -295,7 +296,8 @@ def main(argv):
     paths = report.write(out, started.strftime("%Y-%m-%dT%H%M%SZ"))
     print(report.markdown(out))
     log("wrote " + ", ".join(paths))
-    return 1 if out["problems"] else 0
+    # A peer's own deviation (see cross_check) is reported but is not a failure of the run.
+    return 1 if any(not p.startswith("DEVIATES") for p in out["problems"]) else 0
 
 
 if __name__ == "__main__":

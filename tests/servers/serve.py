@@ -76,6 +76,10 @@ class GcsXmlShim(BaseHTTPRequestHandler):
     upstream = None
     uploads = {}
     lock = threading.Lock()
+    # fake-gcs-server does not enforce `ifGenerationMatch` on uploads (a create-only write of an
+    # existing name succeeds), and checks it apart from the write where it does. The shim decides
+    # conditional writes itself, one at a time, as GCS does: see `precondition_failed`.
+    conditional = threading.Lock()
 
     def log_message(self, *args):
         pass
@@ -106,6 +110,16 @@ class GcsXmlShim(BaseHTTPRequestHandler):
         self.reply(200, b"", [("ETag", f'"{obj.get("etag", obj.get("md5Hash", ""))}"'),
                               ("x-goog-generation", str(obj.get("generation", "1")))])
 
+    def precondition_failed(self, bucket, name, match):
+        """Whether a write conditional on generation `match` ("0": the object must not exist)
+        must be refused. Call with `conditional` held, and write before releasing it."""
+        resp, data = self.call("GET", f"/storage/v1/b/{bucket}/o/{urllib.parse.quote(name, safe='')}")
+        if resp.status == 404:
+            return match != "0"
+        if resp.status != 200:
+            raise RuntimeError(f"metadata of {bucket}/{name}: HTTP {resp.status}")
+        return str(json.loads(data).get("generation")) != match
+
     def upload(self, bucket, name, body, generation_match=None, content_type=None):
         query = f"uploadType=media&name={urllib.parse.quote(name, safe='')}"
         if generation_match is not None:
@@ -134,11 +148,21 @@ class GcsXmlShim(BaseHTTPRequestHandler):
                 src_bucket, src = self.headers["x-goog-copy-source"].lstrip("/").split("/", 1)
                 path = (f"/storage/v1/b/{src_bucket}/o/{urllib.parse.quote(urllib.parse.unquote(src), safe='')}"
                         f"/copyTo/b/{bucket}/o/{urllib.parse.quote(name, safe='')}")
-                if match is not None:
-                    path += f"?ifGenerationMatch={match}"
-                return self.written(*self.call("POST", path, b"", {"Content-Type": "application/json"}))
+                if match is None:
+                    return self.written(*self.call("POST", path, b"", {"Content-Type": "application/json"}))
+                with self.conditional:
+                    if self.precondition_failed(bucket, name, match):
+                        return self.reply(412, b"<Error><Code>PreconditionFailed</Code></Error>")
+                    result = self.call("POST", path, b"", {"Content-Type": "application/json"})
+                return self.written(*result)
             if self.command == "PUT":
-                return self.written(*self.upload(bucket, name, body, match, self.headers.get("Content-Type")))
+                if match is None:
+                    return self.written(*self.upload(bucket, name, body, None, self.headers.get("Content-Type")))
+                with self.conditional:
+                    if self.precondition_failed(bucket, name, match):
+                        return self.reply(412, b"<Error><Code>PreconditionFailed</Code></Error>")
+                    result = self.upload(bucket, name, body, None, self.headers.get("Content-Type"))
+                return self.written(*result)
             if self.command == "POST" and "uploads" in query:
                 upload_id = uuid.uuid4().hex
                 with self.lock:
