@@ -10,10 +10,6 @@
 //!   bit, so a step is one comparison and a little bit arithmetic;
 //! - each node's children are adjacent: the next node is `first + (the test failed)`, with no
 //!   branch; leaves point to themselves, so every tree is walked exactly its depth in steps;
-//! - ensembles whose trees are at most [`HEAP_DEPTH`] deep (XGBoost's default `max_depth` is 6)
-//!   are laid out again as complete binary trees in fixed-size arrays, shallower leaves padded
-//!   with splits every value passes: the children of node `i` are `2i + 1` and `2i + 2`, so a
-//!   step loads no child index and needs no bounds check;
 //! - [`LANES`] rows walk the same tree together, so the CPU overlaps their independent chains of
 //!   loads, in blocks of [`BLOCK_ROWS`] whose features stay in L1 while all trees go by;
 //! - when every feature value is a single-precision float (Parquet `FLOAT` columns, and always
@@ -31,11 +27,6 @@ pub const LANES: usize = 8;
 /// Rows whose features stay in cache while every tree is applied.
 pub const BLOCK_ROWS: usize = 64;
 
-/// The deepest trees laid out as complete binary trees.
-pub const HEAP_DEPTH: u32 = 6;
-/// Slots of a complete tree of [`HEAP_DEPTH`]: internal nodes, or leaves.
-const HEAP_SLOTS: usize = 1 << HEAP_DEPTH;
-
 /// Feature bits of [`FlatNode::feature`].
 const FEATURE: u32 = (1 << 30) - 1;
 /// Missing values (and zeros, under [`ZERO_MISSING`]) pass the test.
@@ -49,12 +40,9 @@ pub trait Value: Copy + PartialOrd + std::fmt::Debug + Send + Sync {
     fn nan(self) -> bool;
     /// Whether `|value| <= 1e-35`.
     fn near_zero(self) -> bool;
-    /// Positive infinity: every value but NaN is at most it.
-    const INFINITY: Self;
 }
 
 impl Value for f32 {
-    const INFINITY: Self = f32::INFINITY;
     #[inline(always)]
     fn nan(self) -> bool {
         self.is_nan()
@@ -66,7 +54,6 @@ impl Value for f32 {
 }
 
 impl Value for f64 {
-    const INFINITY: Self = f64::INFINITY;
     #[inline(always)]
     fn nan(self) -> bool {
         self.is_nan()
@@ -106,50 +93,12 @@ struct Flat<T> {
     zero_missing: bool,
 }
 
-/// One tree as a complete binary tree `depth` deep: split `i` (in breadth-first order) has its
-/// children at `2i + 1` and `2i + 2`; leaf `j` is slot `2^depth - 1 + j`.
-#[derive(Debug, Clone, PartialEq)]
-struct HeapTree<T> {
-    /// Feature index and flag bits of each split, as in [`FlatNode::feature`].
-    features: [u32; HEAP_SLOTS],
-    thresholds: [T; HEAP_SLOTS],
-    leaves: [f64; HEAP_SLOTS],
-    output: u32,
-}
-
-/// The trees of an ensemble at most [`HEAP_DEPTH`] deep, all padded to the same `depth`.
-#[derive(Debug, Clone, PartialEq)]
-struct Heap<T> {
-    trees: Vec<HeapTree<T>>,
-    depth: u32,
-    zero_missing: bool,
-}
-
 /// The compiled ensemble, in both precisions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Compiled {
     narrow: Flat<f32>,
     wide: Flat<f64>,
-    /// The same trees as complete binary trees, when every tree is shallow enough.
-    heap: Option<(Heap<f32>, Heap<f64>)>,
     round_to_f32: bool,
-}
-
-/// Whether the test at a node sends `v` to its second child: the test `v <= threshold` failed,
-/// or `v` is missing and missing values go that way.
-#[inline(always)]
-fn fails<T: Value, const ZERO: bool>(v: T, feature: u32, threshold: T) -> bool {
-    let missing = if ZERO {
-        v.nan() | ((feature & ZERO_MISSING != 0) & v.near_zero())
-    } else {
-        v.nan()
-    };
-    let passes = if missing {
-        feature & DEFAULT_PASS != 0
-    } else {
-        v <= threshold
-    };
-    !passes
 }
 
 /// The largest `f32` not above `v`.
@@ -287,11 +236,9 @@ impl Compiled {
             narrow.trees.push(tree);
             wide.trees.push(tree);
         }
-        let heap = Heap::try_from_flat(&narrow).zip(Heap::try_from_flat(&wide));
         Some(Self {
             narrow,
             wide,
-            heap,
             round_to_f32: e.round_to_f32,
         })
     }
@@ -303,128 +250,12 @@ impl Compiled {
             || features.iter().fold(true, |all, x| {
                 all & (f64::from(*x as f32) == *x || x.is_nan())
             });
-        match (single, &self.heap) {
-            (true, Some((narrow, _))) => {
-                let x: Vec<f32> = features.iter().map(|x| *x as f32).collect();
-                narrow.accumulate(&x, cols, outputs, margins);
-            }
-            (true, None) => {
-                let x: Vec<f32> = features.iter().map(|x| *x as f32).collect();
-                self.narrow.accumulate(&x, cols, outputs, margins);
-            }
-            (false, Some((_, wide))) => wide.accumulate(features, cols, outputs, margins),
-            (false, None) => self.wide.accumulate(features, cols, outputs, margins),
-        }
-    }
-}
-
-impl<T: Value> Heap<T> {
-    /// The trees of `flat` as complete binary trees, or `None` when one is deeper than
-    /// [`HEAP_DEPTH`].
-    fn try_from_flat(flat: &Flat<T>) -> Option<Self> {
-        let depth = flat.trees.iter().map(|t| t.depth).max().unwrap_or(0);
-        if depth > HEAP_DEPTH {
-            return None;
-        }
-        let first_leaf = (1usize << depth) - 1;
-        let trees = flat
-            .trees
-            .iter()
-            .map(|tree| {
-                let mut heap = HeapTree {
-                    // Padding: every value, NaN included, passes (goes to the first child).
-                    features: [DEFAULT_PASS; HEAP_SLOTS],
-                    thresholds: [T::INFINITY; HEAP_SLOTS],
-                    leaves: [0.0; HEAP_SLOTS],
-                    output: tree.output,
-                };
-                // (slot in the complete tree, node in `flat`)
-                let mut stack = vec![(0usize, tree.root as usize)];
-                while let Some((slot, node)) = stack.pop() {
-                    let n = flat.nodes[node];
-                    let leaf = n.first as usize == node;
-                    if slot >= first_leaf {
-                        heap.leaves[slot - first_leaf] = flat.values[node];
-                        continue;
-                    }
-                    if leaf {
-                        // A shallower leaf: both children lead to it.
-                        stack.push((2 * slot + 1, node));
-                        stack.push((2 * slot + 2, node));
-                    } else {
-                        heap.features[slot] = n.feature;
-                        heap.thresholds[slot] = n.threshold;
-                        stack.push((2 * slot + 1, n.first as usize));
-                        stack.push((2 * slot + 2, n.first as usize + 1));
-                    }
-                }
-                heap
-            })
-            .collect();
-        Some(Self {
-            trees,
-            depth,
-            zero_missing: flat.zero_missing,
-        })
-    }
-
-    fn accumulate(&self, x: &[T], cols: usize, outputs: usize, margins: &mut [f64]) {
-        if self.zero_missing {
-            self.walk::<true>(x, cols, outputs, margins);
+        if single {
+            let narrow: Vec<f32> = features.iter().map(|x| *x as f32).collect();
+            self.narrow.accumulate(&narrow, cols, outputs, margins);
         } else {
-            self.walk::<false>(x, cols, outputs, margins);
+            self.wide.accumulate(features, cols, outputs, margins);
         }
-    }
-
-    fn walk<const ZERO: bool>(&self, x: &[T], cols: usize, outputs: usize, margins: &mut [f64]) {
-        let rows = margins.len() / outputs.max(1);
-        let first_leaf = (1u32 << self.depth) - 1;
-        for block in (0..rows).step_by(BLOCK_ROWS) {
-            let end = (block + BLOCK_ROWS).min(rows);
-            for tree in &self.trees {
-                let out = tree.output as usize;
-                let mut r = block;
-                while r + LANES <= end {
-                    let at = self.walk_lanes::<LANES, ZERO>(tree, x, r, cols);
-                    for (lane, slot) in at.iter().enumerate() {
-                        let leaf = slot.wrapping_sub(first_leaf) as usize % HEAP_SLOTS;
-                        margins[(r + lane) * outputs + out] += tree.leaves[leaf];
-                    }
-                    r += LANES;
-                }
-                while r < end {
-                    let [slot] = self.walk_lanes::<1, ZERO>(tree, x, r, cols);
-                    let leaf = slot.wrapping_sub(first_leaf) as usize % HEAP_SLOTS;
-                    margins[r * outputs + out] += tree.leaves[leaf];
-                    r += 1;
-                }
-            }
-        }
-    }
-
-    /// Walks rows `r..r + L` through `tree`, returning the slot each ends in.
-    #[inline(always)]
-    fn walk_lanes<const L: usize, const ZERO: bool>(
-        &self,
-        tree: &HeapTree<T>,
-        x: &[T],
-        r: usize,
-        cols: usize,
-    ) -> [u32; L] {
-        let rows: [&[T]; L] =
-            std::array::from_fn(|lane| &x[(r + lane) * cols..(r + lane + 1) * cols]);
-        let mut at = [0u32; L];
-        for _ in 0..self.depth {
-            for lane in 0..L {
-                // Below `first_leaf` while walking: the mask only spares the bounds check.
-                let slot = at[lane] as usize % HEAP_SLOTS;
-                let feature = tree.features[slot];
-                let v = rows[lane][(feature & FEATURE) as usize];
-                let fail = fails::<T, ZERO>(v, feature, tree.thresholds[slot]);
-                at[lane] = 2 * at[lane] + 1 + u32::from(fail);
-            }
-        }
-        at
     }
 }
 
@@ -497,7 +328,17 @@ impl<T: Value> Flat<T> {
             for lane in 0..L {
                 let n = self.nodes[at[lane] as usize];
                 let v = rows[lane][(n.feature & FEATURE) as usize];
-                at[lane] = n.first + u32::from(fails::<T, ZERO>(v, n.feature, n.threshold));
+                let missing = if ZERO {
+                    v.nan() | ((n.feature & ZERO_MISSING != 0) & v.near_zero())
+                } else {
+                    v.nan()
+                };
+                let passes = if missing {
+                    n.feature & DEFAULT_PASS != 0
+                } else {
+                    v <= n.threshold
+                };
+                at[lane] = n.first + u32::from(!passes);
             }
         }
         at
@@ -525,13 +366,7 @@ mod tests {
     }
 
     /// A random ensemble of unbalanced trees mixing every numeric test and missing rule.
-    fn random_ensemble(
-        rng: &mut Lcg,
-        trees: usize,
-        depth: u32,
-        features: usize,
-        outputs: usize,
-    ) -> Ensemble {
+    fn random_ensemble(rng: &mut Lcg, trees: usize, features: usize, outputs: usize) -> Ensemble {
         let mut e = Ensemble {
             outputs,
             base: vec![0.0; outputs],
@@ -563,7 +398,7 @@ mod tests {
             (e.nodes.len() - 1) as u32
         }
         for t in 0..trees {
-            let root = grow(&mut e, rng, depth, (t % outputs) as u32);
+            let root = grow(&mut e, rng, 7, (t % outputs) as u32);
             e.roots.push(root);
         }
         e
@@ -574,26 +409,13 @@ mod tests {
         let mut rng = Lcg(7);
         // (XGBoost's single-precision rule, outputs, features exact in f32): the last case takes
         // the double-precision path.
-        // Trees up to 7 deep take the node-array layout; up to 5, the complete-tree one, which is
-        // checked with the node-array layout too.
-        for depth in [7, 5] {
-            for (round_to_f32, outputs, exact) in
-                [(false, 1, true), (true, 3, false), (false, 2, false)]
-            {
-                check_case(&mut rng, depth, round_to_f32, outputs, exact);
-            }
-        }
-    }
-
-    fn check_case(rng: &mut Lcg, depth: u32, round_to_f32: bool, outputs: usize, exact: bool) {
+        for (round_to_f32, outputs, exact) in
+            [(false, 1, true), (true, 3, false), (false, 2, false)]
         {
-            let mut e = random_ensemble(rng, 40, depth, 5, outputs);
+            let mut e = random_ensemble(&mut rng, 40, 5, outputs);
             e.round_to_f32 = round_to_f32;
             e.validate("random").expect("valid");
             let compiled = Compiled::try_from_ensemble(&e).expect("numeric splits compile");
-            let deep = compiled.narrow.trees.iter().any(|t| t.depth > HEAP_DEPTH);
-            assert_eq!(compiled.heap.is_some(), !deep, "depth {depth}");
-            assert_eq!(deep, depth > HEAP_DEPTH, "the case covers its layout");
             let rows = 301;
             // Values on and next to the thresholds' grid, in both precisions, with NaN and zeros.
             let nudge = if exact { f64::from(0.1f32) } else { 0.1 };
@@ -627,15 +449,6 @@ mod tests {
             let mut got = vec![0f64; rows * outputs];
             compiled.accumulate(&features, 5, outputs, &mut got);
             assert_eq!(got, want);
-            if compiled.heap.is_some() {
-                let flat = Compiled {
-                    heap: None,
-                    ..compiled
-                };
-                let mut got = vec![0f64; rows * outputs];
-                flat.accumulate(&features, 5, outputs, &mut got);
-                assert_eq!(got, want, "node-array layout");
-            }
         }
     }
 
