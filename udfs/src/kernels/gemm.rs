@@ -26,16 +26,19 @@ pub struct MatMut<'a> {
     col_stride: usize,
 }
 
-/// Whether a strided view of this shape stays inside a slice of `len` elements.
-fn fits(len: usize, rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> bool {
-    if rows == 0 || cols == 0 {
-        return true;
-    }
-    (rows - 1)
-        .checked_mul(row_stride)
-        .and_then(|a| (cols - 1).checked_mul(col_stride).map(|b| (a, b)))
-        .and_then(|(a, b)| a.checked_add(b))
-        .is_some_and(|last| last < len)
+/// Panics unless a strided view of this shape stays inside a slice of `len` elements.
+fn assert_fits(len: usize, rows: usize, cols: usize, row_stride: usize, col_stride: usize) {
+    let fits = rows == 0
+        || cols == 0
+        || (rows - 1)
+            .checked_mul(row_stride)
+            .and_then(|a| (cols - 1).checked_mul(col_stride).map(|b| (a, b)))
+            .and_then(|(a, b)| a.checked_add(b))
+            .is_some_and(|last| last < len);
+    assert!(
+        fits,
+        "a {rows}x{cols} view with strides ({row_stride}, {col_stride}) does not fit in {len} values"
+    );
 }
 
 impl<'a> MatRef<'a> {
@@ -48,11 +51,7 @@ impl<'a> MatRef<'a> {
         row_stride: usize,
         col_stride: usize,
     ) -> Self {
-        assert!(
-            fits(data.len(), rows, cols, row_stride, col_stride),
-            "a {rows}x{cols} view with strides ({row_stride}, {col_stride}) does not fit in {} values",
-            data.len()
-        );
+        assert_fits(data.len(), rows, cols, row_stride, col_stride);
         Self {
             data,
             rows,
@@ -88,11 +87,7 @@ impl<'a> MatMut<'a> {
         row_stride: usize,
         col_stride: usize,
     ) -> Self {
-        assert!(
-            fits(data.len(), rows, cols, row_stride, col_stride),
-            "a {rows}x{cols} view with strides ({row_stride}, {col_stride}) does not fit in {} values",
-            data.len()
-        );
+        assert_fits(data.len(), rows, cols, row_stride, col_stride);
         let distinct = match (rows > 1, cols > 1) {
             (false, false) => true,
             (false, true) => col_stride >= 1,
