@@ -234,12 +234,7 @@ fn an_executor_that_cannot_reach_the_model_names_it() {
     let local = demo_copy();
     let folder = s3.folder("cluster-model");
     s3.upload(&local.path().join("models"), &format!("{folder}/models"));
-    let sha = run(&[
-        "model",
-        "hash",
-        local.path().join("models/churn").to_str().expect("utf-8"),
-    ])
-    .stdout;
+    let sha = package_sha(&local.path().join("models/churn"));
     let job = local.path().join("split.toml");
     let here = url::Url::from_directory_path(local.path())
         .expect("url")
@@ -249,7 +244,7 @@ fn an_executor_that_cannot_reach_the_model_names_it() {
         here.trim_end_matches('/'),
         &folder,
         here.trim_end_matches('/'),
-        sha.trim(),
+        &sha,
         "",
     );
     let mut executor_env = s3.env.clone();
@@ -302,14 +297,9 @@ fn losing_an_executor_mid_job_completes_on_the_survivor_or_publishes_nothing() {
     let folder = s3.folder("cluster-kill");
     s3.upload(&local.path().join("data"), &format!("{folder}/data"));
     s3.upload(&local.path().join("models"), &format!("{folder}/models"));
-    let sha = run(&[
-        "model",
-        "hash",
-        local.path().join("models/churn").to_str().expect("utf-8"),
-    ])
-    .stdout;
+    let sha = package_sha(&local.path().join("models/churn"));
     let job = local.path().join("kill.toml");
-    write_remote_job(&job, &folder, &folder, &folder, sha.trim(), "");
+    write_remote_job(&job, &folder, &folder, &folder, &sha, "");
 
     let mut cluster = Cluster::start(2, &s3.env);
     let args = |job: &Path| {

@@ -26,15 +26,7 @@ pub fn remote_job(server: &Server, name: &str, stores: &str) -> RemoteJob {
     let folder = server.folder(name);
     server.upload(&local.path().join("data"), &format!("{folder}/data"));
     server.upload(&local.path().join("models"), &format!("{folder}/models"));
-    let sha256 = run(&[
-        "model",
-        "hash",
-        local.path().join("models/churn").to_str().expect("utf-8"),
-    ])
-    .assert_ok()
-    .stdout
-    .trim()
-    .to_string();
+    let sha256 = package_sha(&local.path().join("models/churn"));
     let job = local.path().join("remote.toml");
     write_remote_job(&job, &folder, &folder, &folder, &sha256, stores);
     RemoteJob {
@@ -319,14 +311,9 @@ fn scores_across_stores() {
     let (data, model, out) = (s3.folder("cross"), az.folder("cross"), gcs.folder("cross"));
     s3.upload(&local.path().join("data"), &format!("{data}/data"));
     az.upload(&local.path().join("models"), &format!("{model}/models"));
-    let sha = run(&[
-        "model",
-        "hash",
-        local.path().join("models/churn").to_str().expect("utf-8"),
-    ])
-    .stdout;
+    let sha = package_sha(&local.path().join("models/churn"));
     let job = local.path().join("cross.toml");
-    write_remote_job(&job, &data, &model, &out, sha.trim(), "");
+    write_remote_job(&job, &data, &model, &out, &sha, "");
     let cache = TempDir::new().expect("temp");
     let mut c = scorch();
     c.envs(&s3.env)

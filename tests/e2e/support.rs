@@ -79,6 +79,15 @@ pub fn run(args: &[&str]) -> Run {
     scorch().args(args).output().expect("scorch runs").into()
 }
 
+/// The package hash of the model folder `package`, as `scorch model hash` prints it.
+pub fn package_sha(package: &Path) -> String {
+    run(&["model", "hash", package.to_str().expect("utf-8")])
+        .assert_ok()
+        .stdout
+        .trim()
+        .to_string()
+}
+
 /// Runs `scorch` with `args` and extra environment.
 pub fn run_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut c = scorch();

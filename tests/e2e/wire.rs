@@ -326,14 +326,9 @@ fn big_output_job(s3: &Server, name: &str, stores: &str) -> (TempDir, String, st
     let folder = s3.folder(name);
     s3.upload(&local.path().join("data"), &format!("{folder}/data"));
     s3.upload(&local.path().join("models"), &format!("{folder}/models"));
-    let sha = run(&[
-        "model",
-        "hash",
-        local.path().join("models/churn").to_str().expect("utf-8"),
-    ])
-    .stdout;
+    let sha = package_sha(&local.path().join("models/churn"));
     let job = local.path().join("big.toml");
-    write_remote_job(&job, &folder, &folder, &folder, sha.trim(), stores);
+    write_remote_job(&job, &folder, &folder, &folder, &sha, stores);
     // Keep every feature in the output, and write through 5 MiB buffers.
     let sql = fs::read_to_string(local.path().join("churn.sql")).expect("sql");
     let call = &sql[sql.find("predict(").expect("predict call")
