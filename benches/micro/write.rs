@@ -16,7 +16,7 @@ use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{SessionContext, col, lit};
 use datafusion::scalar::ScalarValue;
 use scorch_benches::Rng;
-use scorch_engine::writer::{StagingWriteExec, WriteSpec};
+use scorch_engine::table::writer::{StagingWriteExec, WriteSpec};
 use scorch_udfs::kernels::threads;
 
 const ROWS: usize = 1_000_000;

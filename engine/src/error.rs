@@ -43,7 +43,7 @@ impl ExitCode {
 #[non_exhaustive]
 pub enum Error {
     /// The job file cannot be read.
-    #[error("job file {path}: {source}")]
+    #[error("job file {path}")]
     JobFileIo {
         /// The job file.
         path: PathBuf,
@@ -70,11 +70,21 @@ pub enum Error {
         message: String,
     },
 
-    /// The SQL does not parse or plan for a reason that is not the data's fault.
-    #[error("query of job `{job}`: {source}")]
+    /// The SQL is not one `SELECT`, or does not parse: `origin` names the `.sql` file (or the
+    /// job file's `[query] sql`), `message` the line and column.
+    #[error("query {origin}: {message}")]
+    SqlSyntax {
+        /// Where the SQL comes from.
+        origin: String,
+        /// What is wrong, with the position when the parser knows it.
+        message: String,
+    },
+
+    /// The SQL parses but does not plan for a reason that is not the data's fault.
+    #[error("query {origin}")]
     Sql {
-        /// The job name.
-        job: String,
+        /// Where the SQL comes from.
+        origin: String,
         /// DataFusion's error.
         #[source]
         source: DataFusionError,
@@ -115,7 +125,7 @@ pub enum Error {
     },
 
     /// The input data breaks an expectation found while planning or running.
-    #[error("input data: {source}")]
+    #[error("input data")]
     InputData {
         /// The underlying error.
         #[source]
@@ -126,11 +136,51 @@ pub enum Error {
     #[error(transparent)]
     Model(Box<scorch_udfs::Error>),
 
+    /// An input file the scan could not read, found after the scan failed without naming it.
+    #[error("{file}")]
+    UnreadableInput {
+        /// The source, the file and what is wrong with it.
+        file: String,
+        /// The scan's error.
+        #[source]
+        source: Box<Error>,
+    },
+
     /// A quality gate failed; nothing was published.
     #[error("quality gate failed, nothing published: {}", failures.join("; "))]
     QualityGate {
         /// One line per failed check.
         failures: Vec<String>,
+        /// The manifest of the rejected run (written beside the table too).
+        manifest: Option<Box<crate::run::manifest::RunManifest>>,
+    },
+
+    /// The run's output schema differs from the table's in a way the job does not allow.
+    #[error(
+        "table {output}: this run's columns differ from the schema committed in version {version} \
+         ({}); nothing was written. If the change is intended, set [output] schema_mode = \"{}\"",
+        differences.join("; "),
+        if *mode == crate::job::SchemaMode::Strict && differences.iter().all(|d| d.ends_with(" is new")) { "merge" } else { "overwrite" }
+    )]
+    SchemaChange {
+        /// The output table.
+        output: String,
+        /// The version whose schema differs.
+        version: u64,
+        /// One line per differing column.
+        differences: Vec<String>,
+        /// The mode in force.
+        mode: crate::job::SchemaMode,
+    },
+
+    /// A command that works on a table was given a location where scorch has not written.
+    #[error(
+        "no scorch table at {location}: there is no commit log (_scorch/log) and no staged run \
+         there; give the output URL of a job"
+    )]
+    NotATable {
+        /// The location given.
+        location: String,
     },
 
     /// Another run committed overlapping partitions first.
@@ -189,11 +239,11 @@ pub enum Error {
     },
 
     /// DataFusion failed while executing.
-    #[error("execution: {0}")]
+    #[error("execution")]
     Execution(#[source] DataFusionError),
 
     /// Parquet metadata could not be read.
-    #[error("parquet {path}: {source}")]
+    #[error("parquet {path}")]
     Parquet {
         /// The file.
         path: String,
@@ -203,7 +253,7 @@ pub enum Error {
     },
 
     /// Local file I/O outside the object stores (demo, logs).
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file or folder.
         path: PathBuf,
@@ -221,9 +271,16 @@ pub enum Error {
         signal: i32,
     },
 
+    /// The demo was asked for something it cannot do, or would overwrite work.
+    #[error("scorch demo: {message}")]
+    Demo {
+        /// What is wrong and what to do.
+        message: String,
+    },
+
     /// A failure in the demo's training step.
     #[error("training: {0}")]
-    Training(#[source] candle_core::Error),
+    Training(String),
 }
 
 /// Result alias of this crate.
@@ -242,8 +299,13 @@ impl Error {
             Error::JobFileIo { .. }
             | Error::JobFile { .. }
             | Error::Param { .. }
-            | Error::Sql { .. } => ExitCode::Usage,
-            Error::Location { .. } => ExitCode::Usage,
+            | Error::SqlSyntax { .. }
+            | Error::Sql { .. }
+            | Error::SchemaChange { .. }
+            | Error::NotATable { .. }
+            | Error::Demo { .. }
+            | Error::Location { .. } => ExitCode::Usage,
+            Error::UnreadableInput { .. } => ExitCode::InputData,
             Error::Source { .. }
             | Error::MissingColumn { .. }
             | Error::InputData { .. }
@@ -271,7 +333,8 @@ impl Error {
 
     /// Wraps a DataFusion error from planning or running a job's query, recognising the causes
     /// that have a more precise variant (a model error, a missing column, a storage failure).
-    pub fn from_query(job: &str, e: DataFusionError) -> Self {
+    pub fn from_query(job: &crate::job::JobSpec, e: DataFusionError) -> Self {
+        let origin = crate::plan::query::sql_origin(job);
         let e = match take_model_error(e) {
             Ok(model) => return Error::from(model),
             Err(e) => e,
@@ -294,17 +357,14 @@ impl Error {
                         .relation
                         .as_ref()
                         .map(|r| format!("table `{r}`"))
-                        .unwrap_or_else(|| format!("the sources of job `{job}`"));
+                        .unwrap_or_else(|| format!("the sources of job `{}`", job.name));
                     return Error::MissingColumn {
                         table,
                         column: field.name.clone(),
                         available: available.join(", "),
                     };
                 }
-                Error::Sql {
-                    job: job.to_string(),
-                    source: e,
-                }
+                Error::Sql { origin, source: e }
             }
             DataFusionError::ObjectStore(_) | DataFusionError::IoError(_) => Error::Execution(e),
             DataFusionError::ParquetError(_) | DataFusionError::ArrowError(_, _) => {
@@ -312,10 +372,7 @@ impl Error {
             }
             DataFusionError::SQL(_, _)
             | DataFusionError::Plan(_)
-            | DataFusionError::NotImplemented(_) => Error::Sql {
-                job: job.to_string(),
-                source: e,
-            },
+            | DataFusionError::NotImplemented(_) => Error::Sql { origin, source: e },
             _ => Error::Execution(e),
         }
     }
@@ -382,6 +439,23 @@ mod tests {
 
     use super::*;
 
+    fn job() -> crate::job::JobSpec {
+        crate::job::JobSpec::try_from_toml(
+            r#"
+[job]
+name = "churn"
+[sources.features]
+url = "data"
+[query]
+sql = "SELECT 1"
+[output]
+url = "out"
+"#,
+            std::path::Path::new("/jobs/churn.toml"),
+        )
+        .expect("a valid job")
+    }
+
     #[test]
     fn missing_column_lists_what_exists() {
         let e = DataFusionError::SchemaError(
@@ -394,7 +468,7 @@ mod tests {
             }),
             Box::new(None),
         );
-        let err = Error::from_query("churn", e);
+        let err = Error::from_query(&job(), e);
         assert_eq!(err.exit_code(), ExitCode::InputData);
         assert_eq!(
             err.to_string(),
@@ -412,7 +486,7 @@ mod tests {
         };
         let wrapped =
             DataFusionError::Context("planning".into(), Box::new(DataFusionError::from(model)));
-        let err = Error::from_query("job", wrapped);
+        let err = Error::from_query(&job(), wrapped);
         assert_eq!(err.exit_code(), ExitCode::Model);
         assert!(err.to_string().contains("SHA-256 mismatch"), "{err}");
     }

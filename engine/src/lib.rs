@@ -2,23 +2,23 @@
 //!
 //! Turns a scoring job into a committed prediction table. A job (TOML + SQL, see [`job`]) names
 //! its Parquet sources, its models and its output; [`run::run`] binds the job's parameters as
-//! typed SQL placeholders, resolves and verifies the models, plans the query on DataFusion with
+//! typed SQL placeholders, resolves and verifies the models, plans the query ([`plan`]) on DataFusion with
 //! partition, statistics and page-index pruning and filter pushdown on, scores every partition
 //! in parallel through `scorch-udfs`' functions, writes the stamped rows under a run-scoped
 //! staging prefix, checks the quality gates and commits atomically through [`table::Table`].
 //!
 //! The `scorch` binary is a thin command line over this library.
 //!
-//! ## Modules
-//! - [`job`]: job files, parameters; [`location`]: URLs and paths;
-//! - [`registry`]: object stores by URL, with options and metering ([`metered`]);
-//!   [`session`]: DataFusion contexts and sources;
-//! - [`scan`]: input fingerprints and pruning estimates; [`progress`]: row counting;
-//! - [`run`]: prepare / run / explain / validate; [`checks`]: quality gates;
-//! - [`writer`]: parallel staged writes; [`cluster`]: Ballista scheduler, executors, client;
-//! - [`table`]: the commit log and protocol; [`manifest`]: run manifests;
-//! - [`demo`]: the self-contained demo; [`failpoint`]: crash points for tests;
-//!   [`shutdown`]: stopping cleanly on SIGTERM.
+//! ## Modules, by concern
+//! - [`job`]: job files and parameters;
+//! - [`store`]: object stores by URL, their options, metering, locations;
+//! - [`plan`]: sessions, sources, the query, models, scans, `explain` and `validate`;
+//! - [`run`]: executing a planned job: stamps, quality gates, manifests, progress;
+//! - [`table`]: the output table: staged writes, the commit log and protocol, schema, `gc`;
+//! - [`cluster`]: Ballista scheduler, executors, client and codecs;
+//! - [`package`]: `scorch model …` commands over model packages;
+//! - [`demo`]: the self-contained demo (data, training, job);
+//! - [`process`]: allocator settings, signals, failpoints.
 //!
 //! ## Example
 //!
@@ -37,25 +37,17 @@
 //! # Ok(()) }
 //! ```
 
-pub mod allocator;
-pub mod checks;
 pub mod cluster;
 pub mod demo;
 pub mod error;
-pub mod failpoint;
 pub mod job;
-pub mod location;
-pub mod manifest;
-pub mod metered;
-pub mod progress;
-pub mod registry;
+pub mod package;
+pub mod plan;
+pub mod process;
 pub mod run;
-pub mod scan;
-pub mod session;
-pub mod shutdown;
+pub mod store;
 pub mod table;
-pub mod writer;
 
 pub use error::{Error, ExitCode, Result};
 pub use job::JobSpec;
-pub use run::RunOptions;
+pub use plan::RunOptions;

@@ -21,6 +21,19 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// `scorch scheduler` on 127.0.0.1:`port`.
+fn scheduler_command(port: u16) -> std::process::Command {
+    let mut c = scorch();
+    c.args([
+        "scheduler",
+        "--bind",
+        &format!("127.0.0.1:{port}"),
+        "--external-host",
+        "127.0.0.1",
+    ]);
+    c
+}
+
 /// A scheduler and executors, killed when dropped.
 pub struct Cluster {
     pub url: String,
@@ -35,15 +48,8 @@ impl Cluster {
         let dir = TempDir::new().expect("temp");
         let port = free_port();
         let log = |name: &str| std::fs::File::create(dir.path().join(name)).expect("log file");
-        let scheduler = scorch()
+        let scheduler = scheduler_command(port)
             .envs(env)
-            .args([
-                "scheduler",
-                "--bind",
-                &format!("127.0.0.1:{port}"),
-                "--external-host",
-                "127.0.0.1",
-            ])
             .args(["--executor-timeout", "6s"])
             .stdout(Stdio::null())
             .stderr(log("scheduler.log"))
@@ -381,5 +387,36 @@ fn losing_an_executor_mid_job_completes_on_the_survivor_or_publishes_nothing() {
             out.stderr,
             cluster.logs()
         ),
+    }
+}
+
+#[test]
+fn the_scheduler_stops_cleanly_on_sigterm_and_sigint() {
+    for signal in ["TERM", "INT"] {
+        let port = free_port();
+        let mut child = scheduler_command(port)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("scheduler starts");
+        wait_for_port(port);
+        let sent = Instant::now();
+        std::process::Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status()
+            .expect("kill");
+        let deadline = sent + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the scheduler ignored SIG{signal} for 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(status.code(), Some(0), "SIG{signal}: {status:?}");
+        eprintln!("scheduler stopped {:?} after SIG{signal}", sent.elapsed());
     }
 }

@@ -9,6 +9,7 @@ mod errors;
 mod explain;
 mod formats;
 mod readers;
+mod safety;
 mod scoring;
 mod servers;
 mod stores;

@@ -70,7 +70,9 @@ pub fn scorch() -> Command {
     let mut c = Command::new(scorch_bin());
     c.env("SCORCH_NO_PROGRESS", "1")
         .env_remove("SCORCH_FAILPOINT")
-        .env_remove("RUST_LOG");
+        .env_remove("RUST_LOG")
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("NO_COLOR");
     c
 }
 

@@ -236,23 +236,35 @@ impl ModelLoader {
     }
 
     /// The model a catalog entry refers to: from the cache, or fetched, verified and loaded.
+    /// Concurrent misses for one package wait for a single fetch and load.
     pub async fn load(&self, model: &ModelRef) -> Result<Arc<dyn Model>> {
         let slot = slot(&model.sha256, &self.device);
-        if let Some(loaded) = slot.get() {
-            return Ok(Arc::clone(loaded));
-        }
-        let (package, _) = self
-            .fetch_verified(&model.name, &model.uri, Some(&model.sha256))
-            .await?;
-        self.load_package(&model.name, &package).await
+        slot.get_or_try_init(|| async {
+            let (package, _) = self
+                .fetch_verified(&model.name, &model.uri, Some(&model.sha256))
+                .await?;
+            LOADS.fetch_add(1, Ordering::Relaxed);
+            let loaded: Arc<dyn Model> =
+                Arc::from(runtime::try_load(&model.name, &package, &self.device)?);
+            tracing::info!(model = %model.name, sha256 = %package.sha256, "model loaded");
+            Ok::<_, Error>(loaded)
+        })
+        .await
+        .cloned()
     }
 
     /// [`Self::load`] for synchronous callers (scalar functions run inside DataFusion's tokio
-    /// runtime and cannot await): a cache hit returns at once; a miss fetches on a helper thread
-    /// with its own runtime, once per process and package.
+    /// runtime and cannot await): a cache hit returns at once. A miss inside a multi-threaded
+    /// runtime waits in place ([`tokio::task::block_in_place`]: the worker's other tasks move to
+    /// other workers); elsewhere it waits on a helper thread with its own runtime.
     pub fn load_blocking(&self, model: &ModelRef) -> Result<Arc<dyn Model>> {
         if let Some(loaded) = slot(&model.sha256, &self.device).get() {
             return Ok(Arc::clone(loaded));
+        }
+        if let Ok(handle) = tokio::runtime::Handle::try_current()
+            && handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            return tokio::task::block_in_place(|| handle.block_on(self.load(model)));
         }
         std::thread::scope(|scope| {
             scope

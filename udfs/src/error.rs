@@ -78,6 +78,24 @@ pub enum Error {
         reason: String,
     },
 
+    /// The manifest's declared inputs do not match what the artifact reads.
+    #[error(
+        "model `{name}` (package {uri}): the manifest declares {declared} but the artifact `{artifact}` {found}; \
+         make model.toml's [[inputs]] match the model (or regenerate it with `scorch model init`)"
+    )]
+    ManifestMismatch {
+        /// Model name.
+        name: String,
+        /// Package location.
+        uri: String,
+        /// The artifact file.
+        artifact: String,
+        /// What the manifest declares (`2 inputs (a, b)`).
+        declared: String,
+        /// What the artifact reads (`reads 3 features (a, b, c)`).
+        found: String,
+    },
+
     /// A SQL call names a model that the session does not know.
     #[error("unknown model `{name}`; models declared by this job: {known}")]
     UnknownModel {
@@ -99,7 +117,7 @@ pub enum Error {
     },
 
     /// A process (a cluster executor) could not fetch, verify or load a model it was asked to run.
-    #[error("model `{name}` (package {uri}) is not available on this process: {source}")]
+    #[error("model `{name}` (package {uri}) is not available on this process")]
     ModelUnavailable {
         /// Model name.
         name: String,
@@ -141,7 +159,7 @@ pub enum Error {
     },
 
     /// Local file I/O.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// File involved.
         path: PathBuf,

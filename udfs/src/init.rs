@@ -12,8 +12,8 @@ use prost::Message;
 
 use crate::error::{Error, Result};
 use crate::package::{
-    ArtifactSpec, EmbedderSpec, FeatureType, InputSpec, ModelFormat, ModelManifest, OutputSpec,
-    OutputType, Pooling,
+    ArtifactSpec, EmbedderSpec, FeatureType, InputSpec, MANIFEST_FILE, ModelFormat, ModelManifest,
+    ModelPackage, OutputSpec, OutputType, Pooling,
 };
 
 /// A manifest inferred from an artifact, and the files the package needs (name in the package
@@ -24,6 +24,37 @@ pub struct Inferred {
     pub manifest: ModelManifest,
     /// Files to copy into the package.
     pub files: BTreeMap<String, PathBuf>,
+}
+
+impl Inferred {
+    /// Writes the package into `out` (created; it must not already hold a package): copies the
+    /// artifact files, writes `model.toml`, then reads the folder back as a package and loads
+    /// its runtime on the CPU, so that what was written is known to score.
+    pub fn write(&self, out: &Path) -> Result<ModelPackage> {
+        let manifest_path = out.join(MANIFEST_FILE);
+        if manifest_path.exists() {
+            return Err(invalid(
+                out,
+                format!(
+                    "{} already holds a package; choose another --out, or remove it first",
+                    out.display()
+                ),
+            ));
+        }
+        std::fs::create_dir_all(out).map_err(io(out))?;
+        for (relative, source) in &self.files {
+            let target = out.join(relative);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+            std::fs::copy(source, &target).map_err(io(source))?;
+        }
+        std::fs::write(&manifest_path, self.manifest.to_toml()).map_err(io(&manifest_path))?;
+        let files = crate::package::read_local_dir(out)?;
+        let package = ModelPackage::try_from_files(&out.display().to_string(), files)?;
+        crate::runtime::try_load(&self.manifest.name, &package, &candle_core::Device::Cpu)?;
+        Ok(package)
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -59,11 +90,10 @@ pub fn infer(path: &Path, name: &str, version: semver::Version) -> Result<Inferr
     ) {
         // Reuse the package check's message.
         let files = BTreeMap::from([(file_name.clone(), bytes::Bytes::new())]);
-        return Err(crate::package::ModelPackage::try_from_files(
-            &path.display().to_string(),
-            files,
-        )
-        .expect_err("unsafe extensions are always refused"));
+        return Err(
+            ModelPackage::try_from_files(&path.display().to_string(), files)
+                .expect_err("unsafe extensions are always refused"),
+        );
     }
     let bytes = std::fs::read(path).map_err(io(path))?;
     let mut manifest = match ext.as_str() {
@@ -195,7 +225,8 @@ fn infer_lightgbm(
     Ok(m)
 }
 
-fn dims(info: &onnx::ValueInfoProto) -> (i32, Vec<Option<i64>>) {
+/// A tensor value's element type and static dimensions (`None` where symbolic).
+pub(crate) fn dims(info: &onnx::ValueInfoProto) -> (i32, Vec<Option<i64>>) {
     match info.r#type.as_ref().and_then(|t| t.value.as_ref()) {
         Some(onnx::type_proto::Value::TensorType(t)) => {
             let dims = t

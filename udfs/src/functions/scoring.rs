@@ -1,5 +1,6 @@
-//! What `predict` and `embed` share: resolving the model named by the first argument, checking
-//! the arguments against its declared inputs at plan time, and scoring a batch into Arrow.
+//! What `predict` and `embed` share: the function itself ([`ScoringFunc`], parameterised by a
+//! [`ScoringKind`]), resolving the model named by the first argument, checking the arguments
+//! against its declared inputs at plan time, and scoring a batch into Arrow.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -11,8 +12,12 @@ use arrow::array::{
 use arrow::buffer::{NullBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field, FieldRef, Fields};
 use datafusion::common::{ScalarValue, exec_err, plan_err};
+use datafusion::config::ConfigOptions;
 use datafusion::error::Result;
-use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs};
+use datafusion::logical_expr::{
+    ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    Signature, Volatility,
+};
 
 use crate::cache::ModelLoader;
 use crate::catalog::{ModelCatalog, ModelRef};
@@ -49,6 +54,98 @@ impl Hash for Scorer {
             model.name.hash(state);
             model.sha256.hash(state);
         }
+    }
+}
+
+/// What tells one scoring function from another: its name, arity, which models it accepts and
+/// its documentation. Everything else is [`ScoringFunc`].
+pub trait ScoringKind:
+    std::fmt::Debug + Clone + PartialEq + Eq + Hash + Default + Send + Sync + 'static
+{
+    /// The SQL name.
+    const NAME: &'static str;
+
+    /// Checks the number of arguments (model name included).
+    fn check_arity(count: usize) -> Result<()>;
+
+    /// Checks that the function may call `model`.
+    fn check_model(_model: &ModelRef) -> Result<()> {
+        Ok(())
+    }
+
+    /// User-facing documentation.
+    fn documentation() -> &'static Documentation;
+}
+
+/// A scoring function of kind `K`: `K::NAME('<model>', args…)` resolves the model in the
+/// session's catalog, type-checks the arguments against its declared inputs at plan time and
+/// scores batches through the process-wide model cache.
+///
+/// The function specialises itself from the session configuration
+/// ([`ScalarUDFImpl::with_updated_config`]), so the planner on any process that receives the
+/// configuration can type-check calls without having seen the job file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ScoringFunc<K: ScoringKind> {
+    signature: Signature,
+    scorer: Scorer,
+    kind: K,
+}
+
+impl<K: ScoringKind> ScoringFunc<K> {
+    /// A function that loads models with `loader` and knows the models of `catalog`.
+    pub fn new(loader: ModelLoader, catalog: Arc<ModelCatalog>) -> Self {
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+            scorer: Scorer { loader, catalog },
+            kind: K::default(),
+        }
+    }
+}
+
+impl<K: ScoringKind> ScalarUDFImpl for ScoringFunc<K> {
+    fn name(&self) -> &str {
+        K::NAME
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        K::check_arity(arg_types.len())?;
+        // Types are checked against the model's declared inputs in `return_field_from_args`,
+        // which sees the model name; values are converted when the batch is scored.
+        Ok(arg_types.to_vec())
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        plan_err!(
+            "{}: the return type depends on the model; it is computed from the model name",
+            K::NAME
+        )
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let name = model_name(K::NAME, args.scalar_arguments)?;
+        let model = self.scorer.catalog.get(name)?;
+        K::check_model(model)?;
+        check_arguments(K::NAME, model, args.arg_fields)?;
+        Ok(return_field(K::NAME, model))
+    }
+
+    fn with_updated_config(&self, config: &ConfigOptions) -> Option<ScalarUDF> {
+        let catalog = ModelCatalog::from_config(config);
+        (catalog != *self.scorer.catalog).then(|| {
+            ScalarUDF::new_from_impl(Self::new(self.scorer.loader.clone(), Arc::new(catalog)))
+        })
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        self.scorer.invoke(K::NAME, args)
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        Some(K::documentation())
     }
 }
 

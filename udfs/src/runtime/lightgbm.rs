@@ -3,19 +3,8 @@
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
-use crate::features::{FeatureMatrix, MissingPolicy, Precision};
-use crate::package::{ModelPackage, OutputSpec};
-use crate::runtime::trees::{Cond, Ensemble, Missing, Node, Transform};
-use crate::runtime::{Model, OutputColumn};
-
-/// A LightGBM ensemble.
-#[derive(Debug)]
-pub struct LightgbmModel {
-    ensemble: Ensemble,
-    outputs: Vec<OutputSpec>,
-    /// Feature names stored in the model.
-    pub feature_names: Vec<String>,
-}
+use crate::package::ModelPackage;
+use crate::runtime::trees::{Cond, Ensemble, Missing, Node, Transform, TreeModel};
 
 /// `key=value` lines of one section.
 fn section(lines: &[&str]) -> HashMap<String, String> {
@@ -69,34 +58,26 @@ fn objective(line: &str) -> std::result::Result<Transform, String> {
     })
 }
 
-impl LightgbmModel {
-    /// Parses the package's LightGBM text model and checks it against the manifest.
-    pub fn try_new(name: &str, package: &ModelPackage) -> Result<Self> {
-        let bad = |reason: String| Error::InvalidWeights {
-            name: name.to_string(),
-            reason,
-        };
-        let spec = package
-            .manifest
-            .lightgbm
-            .as_ref()
-            .ok_or_else(|| bad("the manifest has no [lightgbm] section".into()))?;
-        let text = std::str::from_utf8(package.artifact(&spec.file)?).map_err(|_| {
-            bad(format!(
-                "`{}` is not a LightGBM text model (not UTF-8)",
-                spec.file
-            ))
-        })?;
-        let (ensemble, feature_names) =
-            parse(text).map_err(|r| bad(format!("`{}`: {r}", spec.file)))?;
-        ensemble.validate(name)?;
-        ensemble.check_outputs(name, &package.manifest.outputs)?;
-        Ok(Self {
-            ensemble,
-            outputs: package.manifest.outputs.clone(),
-            feature_names,
-        })
-    }
+/// Parses the package's LightGBM text model and checks it against the manifest.
+pub fn load(name: &str, package: &ModelPackage) -> Result<TreeModel> {
+    let bad = |reason: String| Error::InvalidWeights {
+        name: name.to_string(),
+        reason,
+    };
+    let spec = package
+        .manifest
+        .lightgbm
+        .as_ref()
+        .ok_or_else(|| bad("the manifest has no [lightgbm] section".into()))?;
+    let text = std::str::from_utf8(package.artifact(&spec.file)?).map_err(|_| {
+        bad(format!(
+            "`{}` is not a LightGBM text model (not UTF-8)",
+            spec.file
+        ))
+    })?;
+    let (ensemble, feature_names) =
+        parse(text).map_err(|r| bad(format!("`{}`: {r}", spec.file)))?;
+    TreeModel::try_new(name, package, &spec.file, ensemble, feature_names)
 }
 
 /// Parses a LightGBM text model into an ensemble and its feature names.
@@ -252,18 +233,4 @@ fn add_tree(
         e.push_leaf(&[(class, value)]);
     }
     Ok(offset)
-}
-
-impl Model for LightgbmModel {
-    fn predict(&self, features: &FeatureMatrix) -> Result<Vec<OutputColumn>> {
-        Ok(self.ensemble.predict(features, &self.outputs))
-    }
-
-    fn precision(&self) -> Precision {
-        Precision::F64
-    }
-
-    fn missing(&self) -> MissingPolicy {
-        MissingPolicy::PassNan
-    }
 }

@@ -19,10 +19,10 @@ use std::fmt::Debug;
 use candle_core::Device;
 
 pub use embedder::EmbedderModel;
-pub use lightgbm::{LightgbmModel, parse as trees_from_lightgbm};
+pub use lightgbm::parse as trees_from_lightgbm;
 pub use mlp::MlpModel;
 pub use onnx::OnnxModel;
-pub use xgboost::XgboostModel;
+pub use trees::TreeModel;
 
 use crate::error::{Error, Result};
 use crate::features::{FeatureMatrix, MissingPolicy, Precision};
@@ -75,8 +75,8 @@ pub trait Model: Send + Sync + Debug {
 pub fn try_load(name: &str, package: &ModelPackage, device: &Device) -> Result<Box<dyn Model>> {
     Ok(match package.manifest.format {
         ModelFormat::Mlp => Box::new(MlpModel::try_new(name, package, device)?),
-        ModelFormat::Xgboost => Box::new(XgboostModel::try_new(name, package)?),
-        ModelFormat::Lightgbm => Box::new(LightgbmModel::try_new(name, package)?),
+        ModelFormat::Xgboost => Box::new(xgboost::load(name, package)?),
+        ModelFormat::Lightgbm => Box::new(lightgbm::load(name, package)?),
         ModelFormat::Onnx => Box::new(OnnxModel::try_new(name, package, device)?),
         ModelFormat::Embedder => Box::new(EmbedderModel::try_new(name, package, device)?),
     })

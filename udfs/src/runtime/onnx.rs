@@ -84,6 +84,55 @@ fn elem_type(info: &ValueInfoProto) -> Option<i32> {
     }
 }
 
+/// Checks the declared inputs against the graph's: every graph input is fed, and a graph input
+/// of static shape `[N, k]` gets exactly `k` declared columns.
+fn check_input_widths(
+    name: &str,
+    package: &ModelPackage,
+    artifact: &str,
+    graph_inputs: &[&ValueInfoProto],
+    bindings: &[InputBinding],
+) -> Result<()> {
+    let mismatch = |declared: String, found: String| Error::ManifestMismatch {
+        name: name.to_string(),
+        uri: package.uri.clone(),
+        artifact: artifact.to_string(),
+        declared,
+        found,
+    };
+    for info in graph_inputs {
+        let Some(binding) = bindings.iter().find(|b| b.name == info.name) else {
+            return Err(mismatch(
+                format!("no input for graph input `{}`", info.name),
+                format!(
+                    "needs it (graph inputs: {}); declare its columns with `onnx_input = \"{}\"`",
+                    graph_inputs
+                        .iter()
+                        .map(|i| i.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    info.name
+                ),
+            ));
+        };
+        let (_, shape) = crate::init::dims(info);
+        if let [_, Some(width)] = shape.as_slice()
+            && usize::try_from(*width).ok() != Some(binding.slots.len())
+        {
+            return Err(mismatch(
+                format!(
+                    "{} input{} for graph input `{}`",
+                    binding.slots.len(),
+                    if binding.slots.len() == 1 { "" } else { "s" },
+                    info.name
+                ),
+                format!("declares it {width} wide"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl OnnxModel {
     /// Parses the package's ONNX file, binds the declared inputs and outputs to the graph's, and
     /// compiles every node.
@@ -179,6 +228,8 @@ impl OnnxModel {
                 slots: vec![slot],
             });
         }
+
+        check_input_widths(name, package, &spec.file, &graph_inputs, &inputs)?;
 
         let mut nodes = Vec::with_capacity(graph.node.len());
         for node in &graph.node {

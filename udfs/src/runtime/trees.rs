@@ -13,11 +13,11 @@ use std::sync::OnceLock;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::features::FeatureMatrix;
+use crate::features::{FeatureMatrix, MissingPolicy, Precision};
 use crate::kernels::threads::Lease;
-use crate::package::{OutputSpec, OutputType};
-use crate::runtime::OutputColumn;
+use crate::package::{ModelPackage, OutputSpec, OutputType};
 use crate::runtime::compiled::{self, Compiled};
+use crate::runtime::{Model, OutputColumn};
 
 /// A split's comparison: the row goes to `left` when it holds.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -451,6 +451,123 @@ impl Ensemble {
             })
             .collect()
     }
+}
+
+/// A tree ensemble read from a library's model file (XGBoost, LightGBM), checked against its
+/// package's manifest: the same evaluator serves both.
+#[derive(Debug)]
+pub struct TreeModel {
+    ensemble: Ensemble,
+    outputs: Vec<OutputSpec>,
+    /// Feature names stored in the model, if any.
+    pub feature_names: Vec<String>,
+}
+
+impl TreeModel {
+    /// Checks `ensemble`, read from `artifact` of `package`, against the manifest: node and leaf
+    /// indices, declared outputs, and the declared inputs against the features the trees read
+    /// (their number, and their names where the artifact stores real ones).
+    pub fn try_new(
+        name: &str,
+        package: &ModelPackage,
+        artifact: &str,
+        ensemble: Ensemble,
+        feature_names: Vec<String>,
+    ) -> Result<Self> {
+        ensemble.validate(name)?;
+        ensemble.check_outputs(name, &package.manifest.outputs)?;
+        check_inputs(name, package, artifact, ensemble.features, &feature_names)?;
+        Ok(Self {
+            ensemble,
+            outputs: package.manifest.outputs.clone(),
+            feature_names,
+        })
+    }
+}
+
+impl Model for TreeModel {
+    fn predict(&self, features: &FeatureMatrix) -> Result<Vec<OutputColumn>> {
+        Ok(self.ensemble.predict(features, &self.outputs))
+    }
+
+    fn precision(&self) -> Precision {
+        Precision::F64
+    }
+
+    fn missing(&self) -> MissingPolicy {
+        MissingPolicy::PassNan
+    }
+}
+
+/// Whether a library's feature names are its placeholders rather than real names (LightGBM's
+/// `Column_0`, XGBoost's `f0`).
+fn placeholder_names(names: &[String]) -> bool {
+    names
+        .iter()
+        .enumerate()
+        .all(|(i, n)| *n == format!("Column_{i}") || *n == format!("f{i}"))
+}
+
+/// Checks the manifest's declared inputs against the features an artifact reads: the same
+/// number, and the same names in the same order where the artifact stores real names. A
+/// mismatch would feed the trees the wrong columns, or read past the row.
+pub fn check_inputs(
+    name: &str,
+    package: &ModelPackage,
+    artifact: &str,
+    features: usize,
+    feature_names: &[String],
+) -> Result<()> {
+    let declared: Vec<&str> = package
+        .manifest
+        .inputs
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect();
+    let list = |names: &[&str]| {
+        const SHOWN: usize = 8;
+        let mut text = names
+            .iter()
+            .take(SHOWN)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if names.len() > SHOWN {
+            text.push_str(&format!(", … {} more", names.len() - SHOWN));
+        }
+        text
+    };
+    let real_names = !feature_names.is_empty() && !placeholder_names(feature_names);
+    let artifact_names: Vec<&str> = feature_names.iter().map(String::as_str).collect();
+    let mismatch = |found: String| Error::ManifestMismatch {
+        name: name.to_string(),
+        uri: package.uri.clone(),
+        artifact: artifact.to_string(),
+        declared: format!("{} inputs ({})", declared.len(), list(&declared)),
+        found,
+    };
+    if declared.len() != features {
+        return Err(mismatch(if real_names {
+            format!("reads {features} features ({})", list(&artifact_names))
+        } else {
+            format!("reads {features} features")
+        }));
+    }
+    if real_names && artifact_names != declared {
+        let first = declared
+            .iter()
+            .zip(&artifact_names)
+            .position(|(d, a)| d != a)
+            .unwrap_or(0);
+        return Err(mismatch(format!(
+            "names its features differently: input {} is `{}` in the manifest and `{}` in the model ({})",
+            first + 1,
+            declared[first],
+            artifact_names[first],
+            list(&artifact_names)
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

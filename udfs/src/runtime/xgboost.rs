@@ -3,10 +3,8 @@
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::features::{FeatureMatrix, MissingPolicy, Precision};
-use crate::package::{ModelPackage, OutputSpec};
-use crate::runtime::trees::{Cond, Ensemble, Missing, Node, Transform};
-use crate::runtime::{Model, OutputColumn};
+use crate::package::ModelPackage;
+use crate::runtime::trees::{Cond, Ensemble, Missing, Node, Transform, TreeModel};
 
 #[derive(Deserialize)]
 struct File {
@@ -65,15 +63,6 @@ struct Tree {
     split_type: Vec<u8>,
 }
 
-/// An XGBoost ensemble.
-#[derive(Debug)]
-pub struct XgboostModel {
-    ensemble: Ensemble,
-    outputs: Vec<OutputSpec>,
-    /// Feature names stored in the model, if any.
-    pub feature_names: Vec<String>,
-}
-
 /// How `base_score` (in prediction space) becomes a margin.
 type ToMargin = fn(f64) -> f64;
 
@@ -105,100 +94,92 @@ fn parse_list(text: &str) -> Vec<f64> {
         .collect()
 }
 
-impl XgboostModel {
-    /// Parses the package's XGBoost JSON and checks it against the manifest.
-    pub fn try_new(name: &str, package: &ModelPackage) -> Result<Self> {
-        let bad = |reason: String| Error::InvalidWeights {
-            name: name.to_string(),
-            reason,
-        };
-        let spec = package
-            .manifest
-            .xgboost
-            .as_ref()
-            .ok_or_else(|| bad("the manifest has no [xgboost] section".into()))?;
-        let bytes = package.artifact(&spec.file)?;
-        let file: File = serde_json::from_slice(bytes)
-            .map_err(|e| bad(format!("`{}` is not an XGBoost JSON model: {e}", spec.file)))?;
-        let learner = file.learner;
-        let (transform, to_margin) = objective(&learner.objective.name).ok_or_else(|| {
-            bad(format!(
-                "objective `{}` is not supported",
-                learner.objective.name
-            ))
-        })?;
-        let num_class: usize = learner.learner_model_param.num_class.parse().unwrap_or(0);
-        let num_target: usize = learner
-            .learner_model_param
-            .num_target
-            .as_deref()
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(1);
-        let outputs = num_class.max(num_target).max(1);
-        let features: usize = learner
-            .learner_model_param
-            .num_feature
-            .parse()
-            .map_err(|_| bad("num_feature is not a number".into()))?;
-        let base_scores = parse_list(&learner.learner_model_param.base_score);
-        let base: Vec<f64> = match base_scores.len() {
-            0 => return Err(bad("base_score is missing".into())),
-            1 => vec![to_margin(base_scores[0]); outputs],
-            n if n == outputs => base_scores.iter().map(|b| to_margin(*b)).collect(),
-            n => return Err(bad(format!("{n} base scores for {outputs} outputs"))),
-        };
-        let (booster, weights) = match learner.gradient_booster.name.as_str() {
-            "gbtree" => (learner.gradient_booster, None),
-            "dart" => {
-                let weights = learner.gradient_booster.weight_drop.clone();
-                let inner = learner
-                    .gradient_booster
-                    .gbtree
-                    .ok_or_else(|| bad("a dart booster without its trees".into()))?;
-                (*inner, Some(weights))
-            }
-            other => {
-                return Err(bad(format!(
-                    "booster `{other}` is not supported (gbtree and dart are)"
-                )));
-            }
-        };
-        let model = booster
-            .model
-            .ok_or_else(|| bad("the booster holds no trees".into()))?;
-        if model.tree_info.len() != model.trees.len() {
-            return Err(bad("tree_info and trees differ in length".into()));
+/// Parses the package's XGBoost JSON and checks it against the manifest.
+pub fn load(name: &str, package: &ModelPackage) -> Result<TreeModel> {
+    let bad = |reason: String| Error::InvalidWeights {
+        name: name.to_string(),
+        reason,
+    };
+    let spec = package
+        .manifest
+        .xgboost
+        .as_ref()
+        .ok_or_else(|| bad("the manifest has no [xgboost] section".into()))?;
+    let bytes = package.artifact(&spec.file)?;
+    let file: File = serde_json::from_slice(bytes)
+        .map_err(|e| bad(format!("`{}` is not an XGBoost JSON model: {e}", spec.file)))?;
+    let learner = file.learner;
+    let (transform, to_margin) = objective(&learner.objective.name).ok_or_else(|| {
+        bad(format!(
+            "objective `{}` is not supported",
+            learner.objective.name
+        ))
+    })?;
+    let num_class: usize = learner.learner_model_param.num_class.parse().unwrap_or(0);
+    let num_target: usize = learner
+        .learner_model_param
+        .num_target
+        .as_deref()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1);
+    let outputs = num_class.max(num_target).max(1);
+    let features: usize = learner
+        .learner_model_param
+        .num_feature
+        .parse()
+        .map_err(|_| bad("num_feature is not a number".into()))?;
+    let base_scores = parse_list(&learner.learner_model_param.base_score);
+    let base: Vec<f64> = match base_scores.len() {
+        0 => return Err(bad("base_score is missing".into())),
+        1 => vec![to_margin(base_scores[0]); outputs],
+        n if n == outputs => base_scores.iter().map(|b| to_margin(*b)).collect(),
+        n => return Err(bad(format!("{n} base scores for {outputs} outputs"))),
+    };
+    let (booster, weights) = match learner.gradient_booster.name.as_str() {
+        "gbtree" => (learner.gradient_booster, None),
+        "dart" => {
+            let weights = learner.gradient_booster.weight_drop.clone();
+            let inner = learner
+                .gradient_booster
+                .gbtree
+                .ok_or_else(|| bad("a dart booster without its trees".into()))?;
+            (*inner, Some(weights))
         }
-        let mut ensemble = Ensemble {
-            outputs,
-            base,
-            transform,
-            features,
-            round_to_f32: true,
-            ..Default::default()
-        };
-        for (t, (tree, class)) in model.trees.iter().zip(&model.tree_info).enumerate() {
-            let weight = weights
-                .as_ref()
-                .and_then(|w| w.get(t).copied())
-                .unwrap_or(1.0);
-            if *class >= outputs {
-                return Err(bad(format!(
-                    "tree {t} contributes to class {class} of {outputs}"
-                )));
-            }
-            let root = add_tree(&mut ensemble, tree, *class as u32, weight)
-                .map_err(|r| bad(format!("tree {t}: {r}")))?;
-            ensemble.roots.push(root);
+        other => {
+            return Err(bad(format!(
+                "booster `{other}` is not supported (gbtree and dart are)"
+            )));
         }
-        ensemble.validate(name)?;
-        ensemble.check_outputs(name, &package.manifest.outputs)?;
-        Ok(Self {
-            ensemble,
-            outputs: package.manifest.outputs.clone(),
-            feature_names: learner.feature_names,
-        })
+    };
+    let model = booster
+        .model
+        .ok_or_else(|| bad("the booster holds no trees".into()))?;
+    if model.tree_info.len() != model.trees.len() {
+        return Err(bad("tree_info and trees differ in length".into()));
     }
+    let mut ensemble = Ensemble {
+        outputs,
+        base,
+        transform,
+        features,
+        round_to_f32: true,
+        ..Default::default()
+    };
+    for (t, (tree, class)) in model.trees.iter().zip(&model.tree_info).enumerate() {
+        let weight = weights
+            .as_ref()
+            .and_then(|w| w.get(t).copied())
+            .unwrap_or(1.0);
+        if *class >= outputs {
+            return Err(bad(format!(
+                "tree {t} contributes to class {class} of {outputs}"
+            )));
+        }
+        let root = add_tree(&mut ensemble, tree, *class as u32, weight)
+            .map_err(|r| bad(format!("tree {t}: {r}")))?;
+        ensemble.roots.push(root);
+    }
+    TreeModel::try_new(name, package, &spec.file, ensemble, learner.feature_names)
 }
 
 /// Appends one XGBoost tree; returns its root's index.
@@ -251,18 +232,4 @@ fn add_tree(
         }
     }
     Ok(offset)
-}
-
-impl Model for XgboostModel {
-    fn predict(&self, features: &FeatureMatrix) -> Result<Vec<OutputColumn>> {
-        Ok(self.ensemble.predict(features, &self.outputs))
-    }
-
-    fn precision(&self) -> Precision {
-        Precision::F64
-    }
-
-    fn missing(&self) -> MissingPolicy {
-        MissingPolicy::PassNan
-    }
 }

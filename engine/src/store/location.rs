@@ -119,6 +119,22 @@ impl Location {
         })
     }
 
+    /// Whether `other` is this folder or inside it (same store, and this path is a prefix of
+    /// the other's, segment by segment).
+    pub fn contains(&self, other: &Location) -> bool {
+        self.store_url() == other.store_url() && other.path().prefix_match(&self.path()).is_some()
+    }
+
+    /// Whether the two folders share anything: one is the other or contains it.
+    pub fn overlaps(&self, other: &Location) -> bool {
+        self.contains(other) || other.contains(self)
+    }
+
+    /// The URL without the trailing `/`, for a location that names a file.
+    pub fn file_url(&self) -> String {
+        self.url.as_str().trim_end_matches('/').to_string()
+    }
+
     /// Whether this is on the local filesystem.
     pub fn is_local(&self) -> bool {
         self.url.scheme() == "file"
@@ -181,5 +197,22 @@ mod tests {
                 .contains("not supported")
         );
         assert!(Location::parse_dir("s3:///x", base).is_err());
+    }
+
+    #[test]
+    fn overlap_is_by_whole_segments_and_store() {
+        let base = Path::new("/");
+        let loc = |t: &str| Location::parse_dir(t, base).expect("location");
+        let data = loc("s3://b/data");
+        assert!(data.overlaps(&loc("s3://b/data/")));
+        assert!(data.contains(&loc("s3://b/data/features")));
+        assert!(loc("s3://b/data/out").overlaps(&data));
+        assert!(
+            !data.overlaps(&loc("s3://b/database")),
+            "a prefix of a name is not a parent"
+        );
+        assert!(!data.overlaps(&loc("s3://c/data")), "another bucket");
+        assert!(!data.overlaps(&loc("gs://b/data")), "another store");
+        assert!(loc("/tmp/x").overlaps(&loc("/tmp/x/y/z")));
     }
 }

@@ -15,7 +15,6 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricValue};
-use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectMeta, ObjectStore};
 use parquet::file::metadata::ParquetMetaData;
@@ -24,8 +23,8 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::job::Source;
-use crate::location::Location;
-use crate::registry::StoreRegistry;
+use crate::plan::sources::SourceListing;
+use crate::store::StoreRegistry;
 
 /// One input file as the scan will read it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -86,16 +85,22 @@ fn collect_scans(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<PlannedScan>) {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let rows_in_files = config
+        // A large file is split into byte ranges read by different partitions; each range
+        // carries the whole file's statistics, so count every file once.
+        let rows_per_file: std::collections::BTreeMap<&ObjectPath, Option<u64>> = config
             .file_groups
             .iter()
             .flat_map(|g| g.files())
             .map(|f| {
-                f.statistics
-                    .as_ref()
-                    .and_then(|s| s.num_rows.get_value().map(|n| *n as u64))
+                (
+                    &f.object_meta.location,
+                    f.statistics
+                        .as_ref()
+                        .and_then(|s| s.num_rows.get_value().map(|n| *n as u64)),
+                )
             })
-            .sum::<Option<u64>>();
+            .collect();
+        let rows_in_files = rows_per_file.into_values().sum::<Option<u64>>();
         let file_schema = Arc::clone(config.file_schema());
         let projection = config
             .file_source()
@@ -166,28 +171,29 @@ pub struct ScanEstimate {
     pub columns_read: u64,
 }
 
-/// Estimates, from footers only, what `scans` will read from each of `sources`.
+/// Estimates, from footers only, what `scans` will read from each of `sources` (listed as
+/// `listings` when the job was planned).
 pub async fn estimate(
     stores: &StoreRegistry,
     sources: &[Source],
+    listings: &[SourceListing],
     scans: &[PlannedScan],
 ) -> Result<Vec<ScanEstimate>> {
     let mut estimates = Vec::new();
-    for source in sources {
+    for (source, listing) in sources.iter().zip(listings) {
         let store = stores.store(&source.location)?;
-        let listing = list_parquet(store.as_ref(), &source.location).await?;
         let mut e = ScanEstimate {
             source: source.name.clone(),
-            files_total: listing.len() as u64,
-            bytes_total: listing.iter().map(|(_, size)| size).sum(),
+            files_total: listing.files,
+            bytes_total: listing.bytes,
             ..Default::default()
         };
-        let prefix = source.location.url().as_str();
+        let url = source.scan_url();
         for scan in scans {
             let files: Vec<&InputFile> = scan
                 .files
                 .iter()
-                .filter(|f| f.url.starts_with(prefix))
+                .filter(|f| f.url.starts_with(url.as_str()))
                 .collect();
             if files.is_empty() {
                 continue;
@@ -280,35 +286,6 @@ pub async fn read_footer(
         .fetch_metadata()
         .await
         .map_err(|source| Error::InputData { source })
-}
-
-async fn list_parquet(
-    store: &dyn ObjectStore,
-    location: &Location,
-) -> Result<Vec<(ObjectPath, u64)>> {
-    let prefix = location.path();
-    let metas: Vec<_> = store
-        .list(Some(&prefix))
-        .try_collect()
-        .await
-        .map_err(|source| Error::Storage {
-            action: "list",
-            location: location.to_string(),
-            source,
-        })?;
-    Ok(metas
-        .into_iter()
-        .filter(|m| {
-            let name = m.location.filename().unwrap_or_default();
-            name.ends_with(".parquet")
-                && !location
-                    .relative(&m.location)
-                    .unwrap_or_default()
-                    .split('/')
-                    .any(|p| p.starts_with(['_', '.']))
-        })
-        .map(|m| (m.location, m.size))
-        .collect())
 }
 
 /// Scan counters measured while a plan ran, summed over its Parquet scans.

@@ -19,211 +19,32 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::datatypes::SchemaRef;
 use ballista::prelude::SessionContextExt;
 use ballista_core::extension::{
     SessionConfigExt, ballista_aggregate_functions, ballista_scalar_functions,
     ballista_window_functions,
 };
 use ballista_core::registry::BallistaFunctionRegistry;
-use ballista_core::serde::{BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec};
 use ballista_core::{ConfigProducer, RuntimeProducer};
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::start_server;
 use ballista_scheduler::scheduler_server::SessionBuilder;
-use datafusion::catalog::TableProvider;
-use datafusion::common::TableReference;
-use datafusion::datasource::file_format::FileFormatFactory;
-use datafusion::error::{DataFusionError, Result};
+use datafusion::error::Result;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use datafusion::execution::{SessionStateBuilder, TaskContext};
-use datafusion::logical_expr::{AggregateUDF, Extension, LogicalPlan, ScalarUDF, WindowUDF};
-use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use datafusion_proto::logical_plan::LogicalExtensionCodec;
-use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use scorch_udfs::{DeviceSpec, ModelCatalog, ModelLoader, ScorchOptions};
 
 use crate::error::{Error, Result as ScorchResult};
-use crate::registry::StoreRegistry;
-use crate::session::{SessionSettings, session_config};
-use crate::writer::{ScorchQueryPlanner, StagingWrite, StagingWriteExec, WriteSpec};
+use crate::plan::session::{SessionSettings, session_config};
+use crate::process::shutdown;
+use crate::store::StoreRegistry;
+use crate::table::writer::ScorchQueryPlanner;
+pub use codec::{ScorchLogicalCodec, ScorchPhysicalCodec};
 
-/// Marks a serialised [`StagingWrite`] or [`StagingWriteExec`] (followed by its spec as JSON).
-const WRITE_MAGIC: &[u8] = b"scorch.write.v1\0";
-
-fn encode_spec(spec: &WriteSpec, buf: &mut Vec<u8>) -> Result<()> {
-    buf.extend_from_slice(WRITE_MAGIC);
-    serde_json::to_writer(buf, spec).map_err(|e| DataFusionError::External(Box::new(e)))
-}
-
-fn decode_spec(buf: &[u8]) -> Option<Result<WriteSpec>> {
-    buf.strip_prefix(WRITE_MAGIC).map(|json| {
-        serde_json::from_slice(json).map_err(|e| DataFusionError::External(Box::new(e)))
-    })
-}
-
-/// Ballista's logical codec, plus [`StagingWrite`].
-#[derive(Debug, Default)]
-pub struct ScorchLogicalCodec {
-    inner: BallistaLogicalExtensionCodec,
-}
-
-impl LogicalExtensionCodec for ScorchLogicalCodec {
-    fn try_decode(
-        &self,
-        buf: &[u8],
-        inputs: &[LogicalPlan],
-        ctx: &TaskContext,
-    ) -> Result<Extension> {
-        match decode_spec(buf) {
-            Some(spec) => {
-                let [input] = inputs else {
-                    return Err(DataFusionError::Internal(
-                        "StagingWrite takes one input".into(),
-                    ));
-                };
-                Ok(Extension {
-                    node: Arc::new(StagingWrite::try_new(input.clone(), spec?)?),
-                })
-            }
-            None => self.inner.try_decode(buf, inputs, ctx),
-        }
-    }
-
-    fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> Result<()> {
-        match node.node.as_any().downcast_ref::<StagingWrite>() {
-            Some(write) => encode_spec(&write.spec, buf),
-            None => self.inner.try_encode(node, buf),
-        }
-    }
-
-    fn try_decode_table_provider(
-        &self,
-        buf: &[u8],
-        table_ref: &TableReference,
-        schema: SchemaRef,
-        ctx: &TaskContext,
-    ) -> Result<Arc<dyn TableProvider>> {
-        self.inner
-            .try_decode_table_provider(buf, table_ref, schema, ctx)
-    }
-
-    fn try_encode_table_provider(
-        &self,
-        table_ref: &TableReference,
-        node: Arc<dyn TableProvider>,
-        buf: &mut Vec<u8>,
-    ) -> Result<()> {
-        self.inner.try_encode_table_provider(table_ref, node, buf)
-    }
-
-    fn try_decode_file_format(
-        &self,
-        buf: &[u8],
-        ctx: &TaskContext,
-    ) -> Result<Arc<dyn FileFormatFactory>> {
-        self.inner.try_decode_file_format(buf, ctx)
-    }
-
-    fn try_encode_file_format(
-        &self,
-        buf: &mut Vec<u8>,
-        node: Arc<dyn FileFormatFactory>,
-    ) -> Result<()> {
-        self.inner.try_encode_file_format(buf, node)
-    }
-
-    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        self.inner.try_decode_udf(name, buf)
-    }
-
-    fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
-        self.inner.try_encode_udf(node, buf)
-    }
-
-    fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
-        self.inner.try_decode_udaf(name, buf)
-    }
-
-    fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
-        self.inner.try_encode_udaf(node, buf)
-    }
-
-    fn try_decode_udwf(&self, name: &str, buf: &[u8]) -> Result<Arc<WindowUDF>> {
-        self.inner.try_decode_udwf(name, buf)
-    }
-
-    fn try_encode_udwf(&self, node: &WindowUDF, buf: &mut Vec<u8>) -> Result<()> {
-        self.inner.try_encode_udwf(node, buf)
-    }
-}
-
-/// Ballista's physical codec, plus [`StagingWriteExec`].
-#[derive(Debug, Default)]
-pub struct ScorchPhysicalCodec {
-    inner: BallistaPhysicalExtensionCodec,
-}
-
-impl PhysicalExtensionCodec for ScorchPhysicalCodec {
-    fn try_decode(
-        &self,
-        buf: &[u8],
-        inputs: &[Arc<dyn ExecutionPlan>],
-        ctx: &TaskContext,
-        converter: &dyn PhysicalProtoConverterExtension,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        match decode_spec(buf) {
-            Some(spec) => {
-                let [input] = inputs else {
-                    return Err(DataFusionError::Internal(
-                        "StagingWriteExec takes one input".into(),
-                    ));
-                };
-                Ok(Arc::new(StagingWriteExec::new(Arc::clone(input), spec?)))
-            }
-            None => self.inner.try_decode(buf, inputs, ctx, converter),
-        }
-    }
-
-    fn try_encode(
-        &self,
-        node: Arc<dyn ExecutionPlan>,
-        buf: &mut Vec<u8>,
-        converter: &dyn PhysicalProtoConverterExtension,
-    ) -> Result<()> {
-        match node.downcast_ref::<StagingWriteExec>() {
-            Some(write) => encode_spec(write.spec(), buf),
-            None => self.inner.try_encode(node, buf, converter),
-        }
-    }
-
-    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        self.inner.try_decode_udf(name, buf)
-    }
-
-    fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
-        self.inner.try_encode_udf(node, buf)
-    }
-
-    fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
-        self.inner.try_decode_udaf(name, buf)
-    }
-
-    fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
-        self.inner.try_encode_udaf(node, buf)
-    }
-
-    fn try_decode_udwf(&self, name: &str, buf: &[u8]) -> Result<Arc<WindowUDF>> {
-        self.inner.try_decode_udwf(name, buf)
-    }
-
-    fn try_encode_udwf(&self, node: &WindowUDF, buf: &mut Vec<u8>) -> Result<()> {
-        self.inner.try_encode_udwf(node, buf)
-    }
-}
+mod codec;
 
 /// The configuration every cluster process starts from: Ballista's, with scorch's extension
 /// registered so that the client's `scorch.*` settings can be applied.
@@ -304,9 +125,13 @@ pub async fn run_scheduler(options: SchedulerOptions) -> ScorchResult<()> {
         .await
         .map_err(cluster_error)?;
     tracing::info!(bind = %options.bind, "scheduler listening");
-    start_server(cluster, options.bind, Arc::new(config))
-        .await
-        .map_err(cluster_error)
+    tokio::select! {
+        served = start_server(cluster, options.bind, Arc::new(config)) => served.map_err(cluster_error),
+        signal = shutdown::stop_requested() => {
+            tracing::info!(signal, "scheduler stopping");
+            Ok(())
+        }
+    }
 }
 
 /// Executor settings.
@@ -456,21 +281,5 @@ mod tests {
             "{text}"
         );
         assert_eq!(explain_job_failure("plain"), "plain");
-    }
-
-    #[test]
-    fn write_specs_survive_the_codecs() {
-        let spec = WriteSpec {
-            staging: "s3://b/t/_scorch/staging/r/".into(),
-            partition_by: vec!["ds".into()],
-            compression: "snappy".into(),
-            metadata: vec![("scorch.run_id".into(), "r".into())],
-            prediction_columns: vec!["p".into()],
-            buffer_bytes: 1 << 20,
-        };
-        let mut buf = Vec::new();
-        encode_spec(&spec, &mut buf).expect("encodes");
-        assert_eq!(decode_spec(&buf).expect("ours").expect("decodes"), spec);
-        assert!(decode_spec(b"something else").is_none());
     }
 }

@@ -7,10 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use scorch_udfs::cache::PackageSource;
 
-use crate::checks::CheckResult;
 use crate::job::WriteMode;
-use crate::metered::IoStats;
-use crate::scan::{InputFile, ScanMetrics};
+use crate::plan::scan::{InputFile, ScanMetrics};
+use crate::run::checks::CheckResult;
+use crate::store::metered::IoStats;
 
 /// Version of scorch that wrote a manifest.
 pub const SCORCH_VERSION: &str = env!("CARGO_PKG_VERSION");

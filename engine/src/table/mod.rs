@@ -22,9 +22,8 @@
 //! Readers that want snapshot isolation read the latest log entry named by `_SUCCESS` and the
 //! files it lists; readers of the plain directory see the new partitions once `_SUCCESS` is back.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -34,9 +33,16 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::failpoint;
 use crate::job::WriteMode;
-use crate::location::Location;
+use crate::process::failpoint;
+use crate::store::location::Location;
+use schema::TableSchema;
+
+mod gc;
+pub mod schema;
+pub mod writer;
+
+pub use gc::GcReport;
 
 /// Folder of the commit log, relative to the table root.
 pub const LOG_DIR: &str = "_scorch/log";
@@ -96,6 +102,10 @@ pub struct Commit {
     pub remove: Vec<String>,
     /// Every live file of the table after this commit.
     pub files: Vec<DataFile>,
+    /// The table's schema after this commit (absent in commits of scorch 0.1 before it was
+    /// recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<TableSchema>,
     /// The run manifest as of the commit point.
     pub run: serde_json::Value,
 }
@@ -111,19 +121,36 @@ pub struct SuccessMarker {
     pub published_at: DateTime<Utc>,
 }
 
-/// What [`Table::gc`] removed.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct GcReport {
-    /// A version that was committed but not published, and was rolled forward.
-    pub rolled_forward: Option<u64>,
-    /// Staging prefixes removed (run ids).
-    pub staging_runs_removed: Vec<String>,
-    /// Objects deleted under staging.
-    pub staging_objects_removed: u64,
-    /// Data files no commit references, removed.
-    pub orphan_files_removed: Vec<String>,
-    /// Staging prefixes kept because they are younger than the age limit.
-    pub staging_runs_kept: Vec<String>,
+/// A table's commit log, as `scorch log` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableHistory {
+    /// The table.
+    pub table: String,
+    /// The version `_SUCCESS` names; `None` while a publish is in progress or was interrupted.
+    pub published_version: Option<u64>,
+    /// Every commit, oldest first.
+    pub commits: Vec<Commit>,
+}
+
+/// What a run commits.
+#[derive(Debug)]
+pub struct CommitRequest<'a> {
+    /// The version the run started from.
+    pub base: Option<u64>,
+    /// The committing run.
+    pub run_id: &'a str,
+    /// The job's name.
+    pub job: &'a str,
+    /// Overwrite or append.
+    pub mode: WriteMode,
+    /// The files the run staged.
+    pub staged: Vec<StagedFile>,
+    /// The partitions they belong to.
+    pub partitions: BTreeSet<String>,
+    /// The run's output schema, which becomes the table's.
+    pub schema: TableSchema,
+    /// The run manifest as of the commit point.
+    pub run: serde_json::Value,
 }
 
 /// An output table on an object store.
@@ -256,22 +283,22 @@ impl Table {
         Ok(Some(commit.version))
     }
 
-    /// Commits a run's staged files on top of `base` (the version the run started from).
+    /// Commits a run's staged files on top of `request.base` (the version the run started from).
     ///
     /// Fails with [`Error::Conflict`] when a commit after `base` wrote a partition this run
     /// overwrites; otherwise rebases onto the newest version and creates the next log entry
     /// with `PutMode::Create`, retrying when another commit takes that version first.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn commit(
-        &self,
-        base: Option<u64>,
-        run_id: &str,
-        job: &str,
-        mode: WriteMode,
-        staged: Vec<StagedFile>,
-        partitions: BTreeSet<String>,
-        run: serde_json::Value,
-    ) -> Result<Commit> {
+    pub async fn commit(&self, request: CommitRequest<'_>) -> Result<Commit> {
+        let CommitRequest {
+            base,
+            run_id,
+            job,
+            mode,
+            staged,
+            partitions,
+            schema,
+            run,
+        } = request;
         let mut checked_up_to = base.unwrap_or(0);
         loop {
             let latest = self.latest_version().await?.unwrap_or(0);
@@ -320,6 +347,7 @@ impl Table {
                 add: staged.clone(),
                 remove: removed.into_iter().map(|f| f.path).collect(),
                 files,
+                schema: Some(schema.clone()),
                 run: run.clone(),
             };
             // Every staged file must still exist before the commit point is passed.
@@ -408,6 +436,92 @@ impl Table {
         Ok(())
     }
 
+    /// Why the table's location cannot be a folder, if it cannot: an object (a file) exists
+    /// at its exact path.
+    pub async fn is_not_a_folder(&self) -> Result<Option<String>> {
+        if let Some(path) = self.location.local_path() {
+            let path = std::path::PathBuf::from(path.to_string_lossy().trim_end_matches('/'));
+            return Ok(path
+                .is_file()
+                .then(|| format!("{} is a file, not a folder", path.display())));
+        }
+        let path = self.location.path();
+        match self.store.head(&path).await {
+            Ok(meta) => Ok(Some(format!(
+                "an object of {} bytes exists at this path, so it cannot be a folder",
+                meta.size
+            ))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.storage("check", &path)(e)),
+        }
+    }
+
+    /// Up to `limit` files under the table's folder that scorch did not write: anything outside
+    /// `_scorch/` while the table has no commit.
+    pub async fn foreign_files(&self, limit: usize) -> Result<Vec<String>> {
+        use futures::StreamExt;
+        let root = self.location.path();
+        let mut listing = self.store.list(Some(&root));
+        let mut foreign = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(self.storage("list", &root))?;
+            let Some(relative) = self.location.relative(&meta.location) else {
+                continue;
+            };
+            if !relative.starts_with("_scorch/") {
+                foreign.push(relative);
+                if foreign.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(foreign)
+    }
+
+    /// Whether scorch has written here: a commit log, or staged files of an unfinished run.
+    pub async fn exists(&self) -> Result<bool> {
+        if self.latest_version().await?.is_some() {
+            return Ok(true);
+        }
+        use futures::StreamExt;
+        let staging = self.location.child(STAGING_DIR);
+        match self.store.list(Some(&staging)).next().await {
+            Some(Ok(_)) => Ok(true),
+            Some(Err(e)) => Err(self.storage("list", &staging)(e)),
+            None => Ok(false),
+        }
+    }
+
+    /// Fails with [`Error::NotATable`] unless scorch has written here.
+    pub async fn ensure_exists(&self) -> Result<()> {
+        if self.exists().await? {
+            Ok(())
+        } else {
+            Err(Error::NotATable {
+                location: self.location.to_string(),
+            })
+        }
+    }
+
+    /// The commit log, oldest first, and the published version. Fails with
+    /// [`Error::NotATable`] where there is no log.
+    pub async fn history(&self) -> Result<TableHistory> {
+        let Some(latest) = self.latest_version().await? else {
+            return Err(Error::NotATable {
+                location: self.location.to_string(),
+            });
+        };
+        let mut commits = Vec::new();
+        for v in 1..=latest {
+            commits.push(self.read_commit(v).await?);
+        }
+        Ok(TableHistory {
+            table: self.location.to_string(),
+            published_version: self.success_marker().await?.map(|m| m.version),
+            commits,
+        })
+    }
+
     /// Writes a run manifest under `_scorch/runs/`.
     pub async fn write_run_manifest(
         &self,
@@ -442,67 +556,6 @@ impl Table {
         }
         Ok(removed)
     }
-
-    /// Rolls forward an interrupted publish, then removes staging prefixes and unreferenced data
-    /// files older than `older_than`. Never touches a file a commit references.
-    pub async fn gc(&self, older_than: Duration) -> Result<GcReport> {
-        let mut report = GcReport {
-            rolled_forward: self.recover().await?,
-            ..Default::default()
-        };
-        let cutoff =
-            Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
-        let referenced: BTreeSet<String> = self
-            .latest_commit()
-            .await?
-            .map(|c| c.files.into_iter().map(|f| f.path).collect())
-            .unwrap_or_default();
-
-        let root = self.location.path();
-        let all: Vec<_> = self
-            .store
-            .list(Some(&root))
-            .try_collect()
-            .await
-            .map_err(self.storage("list", &root))?;
-        let mut staging_runs: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
-        for meta in &all {
-            let Some(relative) = self.location.relative(&meta.location) else {
-                continue;
-            };
-            if let Some(rest) = relative.strip_prefix(&format!("{STAGING_DIR}/")) {
-                let run = rest.split('/').next().unwrap_or_default().to_string();
-                let newest = staging_runs.entry(run).or_insert(meta.last_modified);
-                *newest = (*newest).max(meta.last_modified);
-            } else if is_data_file_name(&relative)
-                && !referenced.contains(&relative)
-                && meta.last_modified < cutoff
-            {
-                match self.store.delete(&meta.location).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {
-                        report.orphan_files_removed.push(relative)
-                    }
-                    Err(e) => return Err(self.storage("delete", &meta.location)(e)),
-                }
-            }
-        }
-        for (run, newest) in staging_runs {
-            if newest < cutoff {
-                report.staging_objects_removed += self.remove_prefix(&self.staging(&run)).await?;
-                report.staging_runs_removed.push(run);
-            } else {
-                report.staging_runs_kept.push(run);
-            }
-        }
-        Ok(report)
-    }
-}
-
-/// Whether a relative path looks like a data file scorch publishes (`…/part-NNNNN-<run>.parquet`),
-/// outside scorch's own folders.
-fn is_data_file_name(relative: &str) -> bool {
-    let name = relative.rsplit('/').next().unwrap_or_default();
-    !relative.starts_with('_') && name.starts_with("part-") && name.ends_with(".parquet")
 }
 
 fn display_partition(p: &str) -> String {

@@ -1,0 +1,255 @@
+//! The command line's arguments (clap derive), and their conversion into the engine's settings.
+//! Flags are validated exactly as the job file's keys are.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use scorch_engine::job::check_at_least_one;
+use scorch_engine::job::parse_param_arg;
+use scorch_engine::{Error, JobSpec, RunOptions};
+use scorch_udfs::DeviceSpec;
+
+/// Batch scoring: read a feature table, score every row with a versioned model, commit a
+/// prediction table atomically.
+#[derive(Debug, Parser)]
+#[command(name = "scorch", version, about, long_about = None, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Log format on stderr: `human` for people, `json` (one object per line) for schedulers.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "SCORCH_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    /// Log filter, e.g. `info`, `debug`, `scorch_engine=debug` (RUST_LOG syntax).
+    #[arg(long, global = true, default_value = "info", env = "SCORCH_LOG")]
+    pub log: String,
+
+    /// Only warnings and errors on stderr, and no progress bar (results still go to stdout).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+pub const EXIT_CODES: &str = "Exit codes: 0 success; 1 internal error; 2 usage, job file, parameter or SQL error; \
+3 input data or contract error; 4 quality gate failed (nothing published); 5 storage or cluster error; \
+6 model package error (missing, refused, hash mismatch); 7 commit conflict (another run committed first); \
+130/143 stopped by SIGINT/SIGTERM before the commit point (nothing published).";
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a job: score, check, commit, publish.
+    Run {
+        #[command(flatten)]
+        job: JobArgs,
+        /// Print the run manifest as JSON on stdout instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the plan and what a run would read (files, row groups, bytes) against what it prunes.
+    Explain {
+        #[command(flatten)]
+        job: JobArgs,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a job without scoring: job file, parameters, sources against the query and the
+    /// models' inputs, model hashes and weights.
+    Validate {
+        #[command(flatten)]
+        job: JobArgs,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate demo data, train a model, write a job and run it, all on the local disk.
+    Demo {
+        /// Folder to write the demo into.
+        #[arg(long, default_value = "scorch-demo")]
+        dir: PathBuf,
+        /// Rows of synthetic customer features, over all days.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        /// Daily partitions.
+        #[arg(long, default_value_t = 7)]
+        days: usize,
+        /// Training epochs.
+        #[arg(long, default_value_t = 4)]
+        epochs: usize,
+        /// Rows per Parquet row group of the generated data.
+        #[arg(long, default_value_t = 32_768)]
+        row_group_rows: usize,
+        /// Write data, model and job, but do not run the job.
+        #[arg(long)]
+        skip_run: bool,
+        /// Replace the folder's contents even when they are not an unedited earlier demo.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Finish an interrupted publish, then delete staging files of dead runs and data files
+    /// that commits replaced, older than a limit. Only ever deletes files the table's log says
+    /// scorch wrote; refuses a folder that is not a scorch table.
+    Gc {
+        /// The output table (URL or path).
+        output: String,
+        /// Age below which staging files are kept (they may belong to a running job): `30m`, `24h`, `7d`.
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        older_than: Duration,
+    },
+    /// Show an output table's commit log.
+    Log {
+        /// The output table (URL or path).
+        output: String,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Model package tools.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
+    /// Start a Ballista scheduler with scorch's functions (cluster mode).
+    Scheduler {
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0:50050")]
+        bind: SocketAddr,
+        /// Host name executors and clients use to reach this scheduler.
+        #[arg(long, default_value = "localhost")]
+        external_host: String,
+        /// Declare an executor lost (and re-run its work elsewhere) after this long without a
+        /// heartbeat: `30s`, `3m`.
+        #[arg(long, default_value = "180s", value_parser = parse_duration)]
+        executor_timeout: Duration,
+    },
+    /// Start a Ballista executor with scorch's functions (cluster mode).
+    Executor {
+        /// The scheduler, `host:port`.
+        #[arg(long)]
+        scheduler: String,
+        /// Address of the executor's data (Arrow Flight) service.
+        #[arg(long, default_value = "0.0.0.0:50051")]
+        bind: SocketAddr,
+        /// Port of the executor's task service.
+        #[arg(long, default_value_t = 50052)]
+        grpc_port: u16,
+        /// Host name the scheduler and other executors use to reach this one (default: the
+        /// address the scheduler sees).
+        #[arg(long)]
+        external_host: Option<String>,
+        /// Tasks run at once (default: the number of cores).
+        #[arg(long)]
+        concurrent_tasks: Option<usize>,
+        /// Folder for shuffle files.
+        #[arg(long, default_value = "/tmp/scorch-executor")]
+        work_dir: String,
+        /// Heartbeat interval: `2s`, `1m`.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        heartbeat: Duration,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Print a package's SHA-256 (what a job pins in `[models.<name>] sha256`).
+    Hash {
+        /// Package folder (URL or path).
+        package: String,
+    },
+    /// Make a package from an exported model: an .onnx file, an XGBoost .json, a LightGBM .txt,
+    /// or a sentence-transformers folder. Inputs and outputs are read from the artifact.
+    Init {
+        /// The exported model.
+        artifact: PathBuf,
+        /// Package folder to create (default: the artifact's name without extension).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Model name (default: the package folder's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Semantic version.
+        #[arg(long, default_value = "1.0.0")]
+        version: semver::Version,
+    },
+    /// Print a package's model card: name, version, format, hash, inputs, outputs, size.
+    Inspect {
+        /// Package folder (URL or path).
+        package: String,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a package: its hash (against `--sha256` when given) and that its runtime loads.
+    Verify {
+        /// Package folder (URL or path).
+        package: String,
+        /// The hash it must have.
+        #[arg(long)]
+        sha256: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// The job file.
+    job: PathBuf,
+    /// Set a job parameter: `--param ds=2026-11-27` (repeatable).
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = param_arg)]
+    params: Vec<(String, String)>,
+    /// Partitions scored at once, at least 1 (default: the job's, else the number of cores).
+    #[arg(long, value_parser = count_arg)]
+    target_partitions: Option<usize>,
+    /// Rows per batch handed to a model, at least 1 (default: the job's, else 8192).
+    #[arg(long, value_parser = count_arg)]
+    batch_size: Option<usize>,
+    /// Where models run: `auto`, `cpu` or `cuda:N`.
+    #[arg(long, value_parser = device_arg)]
+    device: Option<DeviceSpec>,
+    /// Run on a Ballista cluster (`df://host:port`) instead of in-process (default: the job's
+    /// `[execution] cluster`).
+    #[arg(long, value_name = "URL")]
+    cluster: Option<String>,
+}
+
+impl JobArgs {
+    /// Reads the job file and the run options the flags give.
+    pub fn load(&self, quiet: bool) -> Result<(JobSpec, RunOptions), Error> {
+        let job = JobSpec::try_from_file(&self.job)?;
+        let options = RunOptions {
+            params: self.params.clone(),
+            target_partitions: self.target_partitions,
+            batch_size: self.batch_size,
+            device: self.device,
+            progress: !quiet,
+            cluster: self.cluster.clone(),
+        };
+        Ok((job, options))
+    }
+}
+
+fn param_arg(s: &str) -> Result<(String, String), String> {
+    parse_param_arg(s).map_err(|e| e.to_string())
+}
+
+fn device_arg(s: &str) -> Result<DeviceSpec, String> {
+    s.parse().map_err(|e: scorch_udfs::Error| e.to_string())
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    scorch_engine::store::parse_duration(s)
+}
+
+fn count_arg(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a whole number"))?;
+    check_at_least_one(n)
+}

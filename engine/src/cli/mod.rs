@@ -1,0 +1,406 @@
+//! The `scorch` command line: arguments in, one library call, an exit code out.
+//!
+//! [`args`] parses the command line into the engine's settings; [`print`] writes reports on
+//! stdout. This module owns what a scheduler sees: one error line on stderr (or one JSON object
+//! on stdout with `--json`), the exit code of the README's table, and, for a bug, one line
+//! saying so instead of a panic's backtrace.
+
+pub mod args;
+pub mod print;
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode as ProcessExit;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::Parser;
+use scorch_engine::demo::{self, DemoOptions};
+use scorch_engine::process::{allocator, shutdown};
+use scorch_engine::store::StoreRegistry;
+use scorch_engine::store::location::Location;
+use scorch_engine::table::Table;
+use scorch_engine::{Error, ExitCode, JobSpec, RunOptions};
+
+use args::{Cli, Command, LogFormat, ModelCommand};
+use print::outln;
+
+/// Where to report bugs.
+const ISSUES: &str = concat!(env!("CARGO_PKG_REPOSITORY"), "/issues");
+
+/// Set when the command prints JSON on stdout, so that failures do too.
+static JSON_OUTPUT: AtomicBool = AtomicBool::new(false);
+
+/// Runs the command line and returns the process's exit code.
+pub fn main() -> ProcessExit {
+    allocator::settle();
+    let cli = Cli::parse();
+    install_panic_hook();
+    init_logging(cli.log_format, if cli.quiet { "warn" } else { &cli.log });
+    JSON_OUTPUT.store(cli.command.prints_json(), Ordering::Relaxed);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ProcessExit::from(ExitCode::Internal.code() as u8);
+        }
+    };
+    let quiet = cli.quiet;
+    let outcome = runtime.block_on(async {
+        shutdown::install();
+        dispatch(cli.command, quiet).await
+    });
+    // Blocking tasks still running (a model load abandoned by a stop) must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match outcome {
+        Ok(()) => ProcessExit::SUCCESS,
+        Err(e) => ProcessExit::from(report_failure(&e) as u8),
+    }
+}
+
+/// Reports a failed command once: a line on stderr, and with `--json` an object on stdout (the
+/// run manifest when a quality gate rejected the run). Returns the exit code.
+fn report_failure(e: &Error) -> i32 {
+    let code = e.exit_code().code();
+    let message = describe(e);
+    tracing::error!(exit_code = code, "{message}");
+    if JSON_OUTPUT.load(Ordering::Relaxed) {
+        match e {
+            Error::QualityGate {
+                manifest: Some(manifest),
+                ..
+            } => print::json(manifest),
+            _ => print::json(&serde_json::json!({
+                "status": "failed",
+                "exit_code": code,
+                "error": message,
+            })),
+        }
+    }
+    code
+}
+
+/// An error and its causes in one line, each cause once: layers of wrapping often repeat the
+/// message of what they wrap.
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(e);
+    while let Some(err) = current {
+        let text = tidy(&err.to_string());
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = err.source();
+    }
+    parts.join(": ")
+}
+
+/// Removes the prefixes that wrapping layers repeat (`Parquet error: Parquet error: …`) and the
+/// Debug quoting of SQL parser errors.
+fn tidy(text: &str) -> String {
+    let mut t = text.trim().to_string();
+    for prefix in [
+        "Parquet error: ",
+        "Arrow error: ",
+        "External error: ",
+        "Execution error: ",
+        "Object Store error: ",
+    ] {
+        while t.starts_with(prefix) && t[prefix.len()..].starts_with(prefix) {
+            t = t[prefix.len()..].to_string();
+        }
+    }
+    t
+}
+
+/// One line for a bug, then exit 1; the default report (with backtrace) only when
+/// `RUST_BACKTRACE` asks for it.
+fn install_panic_hook() {
+    static PANICKED: AtomicBool = AtomicBool::new(false);
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if PANICKED.swap(true, Ordering::SeqCst) {
+            // Another thread is already reporting and exiting.
+            loop {
+                std::thread::park();
+            }
+        }
+        if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+            default(info);
+        }
+        let payload = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown cause".to_string());
+        let location = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = format!("internal error: {payload}{location}");
+        let _ = writeln!(
+            std::io::stderr(),
+            "scorch: {message}. This is a bug in scorch, not in your job or data: please report it at \
+             {ISSUES} with the command you ran (RUST_BACKTRACE=1 adds a backtrace)."
+        );
+        if JSON_OUTPUT.load(Ordering::Relaxed) {
+            print::json(&serde_json::json!({
+                "status": "failed",
+                "exit_code": ExitCode::Internal.code(),
+                "error": message,
+            }));
+        }
+        std::process::exit(ExitCode::Internal.code());
+    }));
+}
+
+fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let color = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    match format {
+        LogFormat::Human => builder.with_ansi(color).compact().init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
+}
+
+impl Command {
+    /// Whether the command was asked for JSON on stdout.
+    fn prints_json(&self) -> bool {
+        match self {
+            Command::Run { json, .. }
+            | Command::Explain { json, .. }
+            | Command::Validate { json, .. }
+            | Command::Log { json, .. } => *json,
+            Command::Gc { .. } => true,
+            Command::Model {
+                command: ModelCommand::Inspect { json, .. },
+            } => *json,
+            _ => false,
+        }
+    }
+}
+
+fn open_table(output: &str) -> Result<Table, Error> {
+    let cwd = std::env::current_dir().map_err(|source| Error::Io {
+        path: ".".into(),
+        source,
+    })?;
+    let location = Location::parse_dir(output, &cwd).map_err(|message| Error::Location {
+        location: output.to_string(),
+        message,
+    })?;
+    let store = StoreRegistry::new().store(&location)?;
+    Ok(Table::new(location, store))
+}
+
+async fn dispatch(command: Command, quiet: bool) -> Result<(), Error> {
+    match command {
+        Command::Run { job, json } => {
+            let (spec, options) = job.load(quiet)?;
+            let report = scorch_engine::run::run(&spec, &options).await?;
+            if json {
+                print::json(&report.manifest);
+            } else {
+                print::run(&report);
+            }
+        }
+        Command::Explain { job, json } => {
+            let (spec, options) = job.load(quiet)?;
+            let report = scorch_engine::plan::explain(&spec, &options).await?;
+            if json {
+                print::json(&report);
+            } else {
+                print::explain(&report);
+            }
+        }
+        Command::Validate { job, json } => {
+            let (spec, options) = job.load(quiet)?;
+            let report = scorch_engine::plan::validate(&spec, &options).await?;
+            if json {
+                print::json(&report);
+            } else {
+                print::validate(&report);
+            }
+        }
+        Command::Demo {
+            dir,
+            rows,
+            days,
+            epochs,
+            row_group_rows,
+            skip_run,
+            force,
+        } => {
+            let options = DemoOptions {
+                dir,
+                rows,
+                days,
+                epochs,
+                row_group_rows,
+                force,
+                ..Default::default()
+            };
+            run_demo(options, skip_run, quiet).await?
+        }
+        Command::Gc { output, older_than } => {
+            let table = open_table(&output)?;
+            print::json(&table.gc(older_than).await?);
+        }
+        Command::Log { output, json } => {
+            let history = open_table(&output)?.history().await?;
+            if json {
+                print::json(&history);
+            } else {
+                print::history(&history);
+            }
+        }
+        Command::Model { command } => model_command(command).await?,
+        Command::Scheduler {
+            bind,
+            external_host,
+            executor_timeout,
+        } => {
+            scorch_engine::cluster::run_scheduler(scorch_engine::cluster::SchedulerOptions {
+                bind,
+                external_host,
+                executor_timeout,
+            })
+            .await?
+        }
+        Command::Executor {
+            scheduler,
+            bind,
+            grpc_port,
+            external_host,
+            concurrent_tasks,
+            work_dir,
+            heartbeat,
+        } => {
+            scorch_engine::cluster::run_executor(scorch_engine::cluster::ExecutorOptions {
+                scheduler,
+                bind,
+                grpc_port,
+                external_host,
+                concurrent_tasks: concurrent_tasks
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+                work_dir,
+                heartbeat,
+            })
+            .await?
+        }
+    }
+    Ok(())
+}
+
+async fn model_command(command: ModelCommand) -> Result<(), Error> {
+    use scorch_engine::package;
+    match command {
+        ModelCommand::Hash { package } => {
+            let (_, p) = package::open(&package).await?;
+            outln!("{}", p.sha256);
+        }
+        ModelCommand::Init {
+            artifact,
+            out,
+            name,
+            version,
+        } => {
+            let (manifest, p) = package::init(&artifact, out, name, version)?;
+            outln!(
+                "wrote {} ({} inputs, {} outputs); review the names and input ranges, then pin it:",
+                manifest.display(),
+                p.manifest.inputs.len(),
+                p.manifest.outputs.len()
+            );
+            outln!("sha256 = \"{}\"", p.sha256);
+        }
+        ModelCommand::Inspect { package, json } => {
+            let (_, p) = package::open(&package).await?;
+            if json {
+                print::json(&package::Card::of(&p));
+            } else {
+                print::card(&p);
+            }
+        }
+        ModelCommand::Verify { package, sha256 } => {
+            let p = package::verify(&package, sha256.as_deref()).await?;
+            outln!(
+                "{} v{} ({}): sha256 {}{}; the model loads and matches its manifest",
+                p.manifest.name,
+                p.manifest.version,
+                p.manifest.format,
+                p.sha256,
+                if sha256.is_some() { " matches" } else { "" }
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn run_demo(options: DemoOptions, skip_run: bool, quiet: bool) -> Result<(), Error> {
+    outln!(
+        "scorch demo: {} customer rows over {} daily partitions in {}",
+        options.rows,
+        options.days,
+        options.dir.display()
+    );
+    let setup = tokio::task::spawn_blocking(move || demo::setup(&options))
+        .await
+        .map_err(|e| Error::Training(format!("the demo's setup task failed: {e}")))??;
+    outln!(
+        "  data: generated and written in {:.1} s ({} .. {})",
+        setup.generate_seconds,
+        setup.days.first().map(String::as_str).unwrap_or(""),
+        setup.days.last().map(String::as_str).unwrap_or("")
+    );
+    outln!(
+        "  model: MLP 12-32-16-1 trained on {} rows in {:.1} s; holdout ({} rows): AUC {:.4}, accuracy {:.4}",
+        setup.train_rows,
+        setup.train_seconds,
+        setup.holdout_rows,
+        setup.holdout_auc,
+        setup.holdout_accuracy
+    );
+    outln!("  model sha256: {}", setup.model_sha256);
+    outln!("  job: {}", setup.job_file.display());
+    let ds = setup
+        .days
+        .last()
+        .cloned()
+        .unwrap_or_else(|| demo::LAST_DAY.to_string());
+    if skip_run {
+        outln!(
+            "run it with: scorch run {} --param ds={ds}",
+            setup.job_file.display()
+        );
+        return Ok(());
+    }
+    let job = JobSpec::try_from_file(&setup.job_file)?;
+    let options = RunOptions {
+        params: vec![("ds".into(), ds.clone())],
+        progress: !quiet,
+        ..Default::default()
+    };
+    outln!("\nscorch run {} --param ds={ds}", setup.job_file.display());
+    let report = scorch_engine::run::run(&job, &options).await?;
+    print::run(&report);
+    outln!(
+        "\nnext: scorch explain {} --param ds={ds}   (plan and pruning)\n      scorch log {}   (commit history)",
+        setup.job_file.display(),
+        report.manifest.output.url
+    );
+    Ok(())
+}

@@ -1,0 +1,270 @@
+//! What the command line prints on stdout: reports for people, or JSON. Writing survives a
+//! closed pipe (`scorch log | head`): the rest of the output is dropped and the command's own
+//! outcome decides the exit code.
+
+use std::fmt;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use scorch_engine::plan::{ExplainReport, ValidateReport};
+use scorch_engine::run::RunReport;
+use scorch_engine::table::TableHistory;
+
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Writes one line to stdout; once stdout is gone, writes nothing more.
+pub fn line(args: fmt::Arguments<'_>) {
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            tracing::warn!(error = %e, "cannot write to stdout; the rest of the output is dropped");
+        }
+    }
+}
+
+/// `println!` that survives a closed stdout.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::print::line(format_args!($($arg)*))
+    };
+}
+pub(crate) use outln;
+
+/// Prints a value as pretty JSON.
+pub fn json<T: serde::Serialize>(value: &T) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => outln!("{text}"),
+        Err(e) => tracing::error!(error = %e, "cannot serialise the report"),
+    }
+}
+
+/// `1536` as `1.5 KiB`.
+pub fn human_bytes(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}
+
+/// The summary of a committed run.
+pub fn run(report: &RunReport) {
+    let m = &report.manifest;
+    if let Some(v) = report.recovered {
+        outln!("recovered: finished publishing version {v}, left behind by an interrupted run");
+    }
+    outln!(
+        "run {} of job {} committed version {}",
+        m.run_id,
+        m.job,
+        m.output.version.unwrap_or(0)
+    );
+    outln!(
+        "  rows: {} read, {} written, {} unscored (features broke the model's input contract)",
+        m.rows.read,
+        m.rows.written,
+        m.rows.unscored
+    );
+    match &m.cluster {
+        None => outln!(
+            "  input: {} of {} files after partition pruning; row groups: {} read, {} pruned by statistics; {} scanned",
+            m.inputs.len(),
+            m.source_files_total,
+            m.scan.row_groups_matched,
+            m.scan.row_groups_pruned,
+            human_bytes(m.scan.bytes_scanned)
+        ),
+        Some(url) => outln!(
+            "  input: {} of {} files after partition pruning; scanned on the cluster at {url}",
+            m.inputs.len(),
+            m.source_files_total
+        ),
+    }
+    outln!(
+        "  speed: {:.0} rows/s scoring ({} ms execute, {} ms total)",
+        report.rows_per_second,
+        m.timings.execute_ms,
+        m.timings.total_ms
+    );
+    outln!(
+        "  output: {} ({} files, {}, partitions: {})",
+        m.output.url,
+        m.output.files,
+        human_bytes(m.output.bytes),
+        m.output.partitions.join(", ")
+    );
+    for model in &m.models {
+        outln!(
+            "  model: {} v{} sha256 {}",
+            model.name,
+            model.version,
+            model.sha256
+        );
+    }
+    outln!("  data sha256: {}", m.data_sha256);
+}
+
+/// What `explain` found.
+pub fn explain(report: &ExplainReport) {
+    outln!("physical plan:\n{}", report.physical_plan);
+    if !report.params.is_empty() {
+        let params: Vec<String> = report
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        outln!("parameters: {}", params.join(", "));
+    }
+    outln!(
+        "models: {}",
+        if report.models.is_empty() {
+            "none".to_string()
+        } else {
+            report.models.join(", ")
+        }
+    );
+    for s in &report.scans {
+        outln!("source {}:", s.source);
+        outln!(
+            "  files:      {} of {} scanned, {} pruned by partition",
+            s.files_scanned,
+            s.files_total,
+            s.files_total - s.files_scanned
+        );
+        outln!(
+            "  row groups: {} of {} scanned, {} pruned by statistics",
+            s.row_groups_scanned,
+            s.row_groups_in_scanned_files,
+            s.row_groups_in_scanned_files - s.row_groups_scanned
+        );
+        outln!(
+            "  rows:       {} of {} in scanned files",
+            s.rows_scanned,
+            s.rows_in_scanned_files
+        );
+        outln!(
+            "  columns:    {} of {} read",
+            s.columns_read,
+            s.columns_total
+        );
+        outln!(
+            "  bytes:      {} of {} ({:.2}%) to fetch, before page-index pruning",
+            human_bytes(s.bytes_scanned),
+            human_bytes(s.bytes_total),
+            100.0 * s.bytes_scanned as f64 / s.bytes_total.max(1) as f64
+        );
+    }
+    outln!("data sha256: {}", report.data_sha256);
+    for w in &report.warnings {
+        outln!("warning: {w}");
+    }
+}
+
+/// What `validate` checked.
+pub fn validate(report: &ValidateReport) {
+    outln!("job {} is valid", report.job);
+    if !report.unbound_params.is_empty() {
+        outln!(
+            "  parameters without a value, planned as NULL: {} (pass --param to check pruning and the input files too)",
+            report.unbound_params.join(", ")
+        );
+    }
+    for m in &report.models {
+        outln!(
+            "  model {} v{} ({}) sha256 {} verified",
+            m.name,
+            m.version,
+            m.format,
+            m.sha256
+        );
+    }
+    for (name, cols) in &report.sources {
+        outln!("  source {name}: {}", cols.join(", "));
+    }
+    let cols: Vec<String> = report
+        .output_columns
+        .iter()
+        .map(|(n, t)| format!("{n} {t}"))
+        .collect();
+    outln!("  output: {}", cols.join(", "));
+    for w in &report.warnings {
+        outln!("warning: {w}");
+    }
+}
+
+/// A table's commit history.
+pub fn history(history: &TableHistory) {
+    outln!("table {}", history.table);
+    outln!(
+        "published version: {}",
+        history.published_version.map_or(
+            "none (a publish is in progress or was interrupted)".to_string(),
+            |v| v.to_string()
+        )
+    );
+    for c in &history.commits {
+        let rows: u64 = c.add.iter().map(|a| a.file.rows).sum();
+        outln!(
+            "  v{:<4} {}  {:<9} run {}  +{} files ({} rows) -{} files  partitions: {}",
+            c.version,
+            c.committed_at.format("%Y-%m-%d %H:%M:%S"),
+            c.mode.to_string(),
+            c.run_id,
+            c.add.len(),
+            rows,
+            c.remove.len(),
+            c.partitions.join(", ")
+        );
+    }
+}
+
+/// A model card.
+pub fn card(p: &scorch_udfs::ModelPackage) {
+    let m = &p.manifest;
+    outln!("{} v{}  ({})", m.name, m.version, m.format);
+    if let Some(d) = &m.description {
+        outln!("  {d}");
+    }
+    outln!("  location: {}", p.uri);
+    outln!("  sha256:   {}", p.sha256);
+    outln!(
+        "  size:     {} in {} files",
+        human_bytes(p.size_bytes()),
+        p.files.len()
+    );
+    outln!("  inputs ({}):", m.inputs.len());
+    for i in &m.inputs {
+        let range = match (i.min, i.max) {
+            (None, None) => String::new(),
+            (min, max) => format!(
+                "  in [{}, {}]",
+                min.map_or("-inf".to_string(), |v| v.to_string()),
+                max.map_or("inf".to_string(), |v| v.to_string())
+            ),
+        };
+        outln!("    {:<28} {}{range}", i.name, i.dtype);
+    }
+    outln!("  outputs ({}):", m.outputs.len());
+    for o in &m.outputs {
+        let shape = o.size.map(|s| format!("[{s}]")).unwrap_or_default();
+        let source = o
+            .source
+            .as_deref()
+            .map(|s| format!("  from {s}"))
+            .unwrap_or_default();
+        let index = o.index.map(|i| format!("[{i}]")).unwrap_or_default();
+        outln!("    {:<28} {}{shape}{source}{index}", o.name, o.dtype);
+    }
+    outln!("  baseline statistics: none");
+}

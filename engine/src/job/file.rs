@@ -1,0 +1,399 @@
+//! The job file as serde reads it, and its conversion into a validated [`JobSpec`], one section
+//! at a time. Every key is checked here; anything that needs I/O (listing sources, reading
+//! models) is checked later, when the job is planned.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::job::params::{Param, ParamType};
+use crate::job::{
+    Checks, Execution, JobSpec, ModelDecl, Output, PartitionColumn, SchemaMode, Source, WriteMode,
+    check_at_least_one,
+};
+use crate::store::StoreOptions;
+use crate::store::location::Location;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct JobFile {
+    job: JobSection,
+    #[serde(default)]
+    params: BTreeMap<String, ParamSection>,
+    sources: BTreeMap<String, SourceSection>,
+    #[serde(default)]
+    models: BTreeMap<String, ModelSection>,
+    query: QuerySection,
+    output: OutputSection,
+    #[serde(default)]
+    checks: Checks,
+    #[serde(default)]
+    execution: Execution,
+    #[serde(default)]
+    stores: BTreeMap<String, BTreeMap<String, toml::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobSection {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ParamSection {
+    #[serde(rename = "type")]
+    ptype: ParamType,
+    #[serde(default)]
+    default: Option<toml::Value>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceSection {
+    url: String,
+    #[serde(default = "parquet")]
+    format: String,
+    #[serde(default)]
+    partition_columns: Option<Vec<PartitionColumnSection>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum PartitionColumnSection {
+    Name(String),
+    Typed {
+        name: String,
+        #[serde(rename = "type")]
+        ptype: ParamType,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelSection {
+    uri: String,
+    #[serde(default)]
+    sha256: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuerySection {
+    #[serde(default)]
+    sql: Option<String>,
+    #[serde(default)]
+    file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutputSection {
+    url: String,
+    #[serde(default = "parquet")]
+    format: String,
+    #[serde(default)]
+    partition_by: Vec<String>,
+    #[serde(default)]
+    mode: WriteMode,
+    #[serde(default = "snappy")]
+    compression: String,
+    #[serde(default)]
+    schema_mode: SchemaMode,
+}
+
+fn parquet() -> String {
+    "parquet".to_string()
+}
+
+fn snappy() -> String {
+    "snappy".to_string()
+}
+
+/// Converts the sections of a job file; `path` is the job file, `dir` its folder.
+struct Converter<'a> {
+    path: &'a Path,
+    dir: PathBuf,
+}
+
+impl Converter<'_> {
+    fn error(&self, message: String) -> Error {
+        Error::JobFile {
+            path: self.path.to_path_buf(),
+            message,
+        }
+    }
+
+    fn location(&self, key: &str, url: &str) -> Result<Location> {
+        Location::parse_dir(url, &self.dir).map_err(|e| self.error(format!("{key}: {e}")))
+    }
+
+    fn params(&self, sections: BTreeMap<String, ParamSection>) -> Result<BTreeMap<String, Param>> {
+        let mut params = BTreeMap::new();
+        for (name, p) in sections {
+            check_identifier(&name).map_err(|m| self.error(format!("params.{name}: {m}")))?;
+            let default = p
+                .default
+                .as_ref()
+                .map(|v| p.ptype.parse_toml(&name, v))
+                .transpose()?;
+            params.insert(
+                name.clone(),
+                Param {
+                    name,
+                    ptype: p.ptype,
+                    default,
+                    description: p.description,
+                },
+            );
+        }
+        Ok(params)
+    }
+
+    fn sources(&self, sections: BTreeMap<String, SourceSection>) -> Result<Vec<Source>> {
+        if sections.is_empty() {
+            return Err(self.error("[sources] is empty: a job reads at least one table".into()));
+        }
+        let mut sources = Vec::new();
+        for (name, s) in sections {
+            check_identifier(&name).map_err(|m| self.error(format!("sources.{name}: {m}")))?;
+            if s.format != "parquet" {
+                return Err(self.error(format!(
+                    "sources.{name}.format: `{}` is not supported (expected `parquet`)",
+                    s.format
+                )));
+            }
+            let location = self.location(&format!("sources.{name}.url"), &s.url)?;
+            let partition_columns = s.partition_columns.map(|cols| {
+                cols.into_iter()
+                    .map(|c| match c {
+                        PartitionColumnSection::Name(name) => PartitionColumn {
+                            name,
+                            ptype: ParamType::String,
+                        },
+                        PartitionColumnSection::Typed { name, ptype } => {
+                            PartitionColumn { name, ptype }
+                        }
+                    })
+                    .collect()
+            });
+            sources.push(Source {
+                name,
+                single_file: names_a_file(&s.url),
+                location,
+                partition_columns,
+            });
+        }
+        Ok(sources)
+    }
+
+    fn models(&self, sections: BTreeMap<String, ModelSection>) -> Result<Vec<ModelDecl>> {
+        let mut models = Vec::new();
+        for (name, m) in sections {
+            check_identifier(&name).map_err(|msg| self.error(format!("models.{name}: {msg}")))?;
+            if let Some(sha) = &m.sha256
+                && (sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()))
+            {
+                return Err(self.error(format!(
+                    "models.{name}.sha256: expected 64 hexadecimal digits, got `{sha}`"
+                )));
+            }
+            models.push(ModelDecl {
+                location: self.location(&format!("models.{name}.uri"), &m.uri)?,
+                name,
+                sha256: m.sha256.map(|s| s.to_ascii_lowercase()),
+            });
+        }
+        Ok(models)
+    }
+
+    /// The SQL text and, when it comes from a file, that file.
+    fn query(&self, q: QuerySection) -> Result<(String, Option<PathBuf>)> {
+        let (sql, file) = match (q.sql, q.file) {
+            (Some(sql), None) => (sql, None),
+            (None, Some(f)) => {
+                let sql_path = self.dir.join(&f);
+                let sql = std::fs::read_to_string(&sql_path).map_err(|e| {
+                    self.error(format!(
+                        "query.file: cannot read {}: {e}",
+                        sql_path.display()
+                    ))
+                })?;
+                (sql, Some(sql_path))
+            }
+            (Some(_), Some(_)) => {
+                return Err(self.error("query: give either `sql` or `file`, not both".into()));
+            }
+            (None, None) => {
+                return Err(self.error(
+                    "query: missing `sql` (inline SQL) or `file` (a .sql file beside the job)"
+                        .into(),
+                ));
+            }
+        };
+        if sql.trim().is_empty() {
+            return Err(self.error("query: the SQL is empty".into()));
+        }
+        Ok((sql, file))
+    }
+
+    fn output(&self, o: OutputSection) -> Result<Output> {
+        if o.format != "parquet" {
+            return Err(self.error(format!(
+                "output.format: `{}` is not supported (expected `parquet`)",
+                o.format
+            )));
+        }
+        for col in &o.partition_by {
+            check_identifier(col).map_err(|m| self.error(format!("output.partition_by: {m}")))?;
+        }
+        check_compression(&o.compression)
+            .map_err(|m| self.error(format!("output.compression: {m}")))?;
+        Ok(Output {
+            location: self.location("output.url", &o.url)?,
+            partition_by: o.partition_by,
+            mode: o.mode,
+            compression: o.compression,
+            schema_mode: o.schema_mode,
+        })
+    }
+
+    fn checks(&self, checks: &Checks) -> Result<()> {
+        if !(0.0..=1.0).contains(&checks.max_unscored_fraction) {
+            return Err(self.error(format!(
+                "checks.max_unscored_fraction: {} is not between 0 and 1",
+                checks.max_unscored_fraction
+            )));
+        }
+        Ok(())
+    }
+
+    fn execution(&self, execution: &Execution) -> Result<()> {
+        if let Some(device) = &execution.device {
+            device
+                .parse::<scorch_udfs::DeviceSpec>()
+                .map_err(|e| self.error(format!("execution.device: {e}")))?;
+        }
+        if let Some(cluster) = &execution.cluster
+            && !cluster.starts_with("df://")
+        {
+            return Err(self.error(format!(
+                "execution.cluster: `{cluster}` is not a df://host:port URL"
+            )));
+        }
+        for (key, value) in [
+            ("target_partitions", execution.target_partitions),
+            ("batch_size", execution.batch_size),
+        ] {
+            if let Some(v) = value {
+                check_at_least_one(v).map_err(|m| self.error(format!("execution.{key}: {m}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn stores(
+        &self,
+        sections: BTreeMap<String, BTreeMap<String, toml::Value>>,
+    ) -> Result<StoreOptions> {
+        let mut stores = StoreOptions::default();
+        for (target, options) in sections {
+            let mut values = BTreeMap::new();
+            for (key, value) in options {
+                let text = match value {
+                    toml::Value::String(s) => s,
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Float(f) => f.to_string(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    other => {
+                        return Err(self.error(format!(
+                            "stores.\"{target}\".{key}: expected a string, number or boolean, got {}",
+                            other.type_str()
+                        )));
+                    }
+                };
+                values.insert(key, text);
+            }
+            stores
+                .try_insert_from_job(&target, values)
+                .map_err(|m| self.error(format!("stores.\"{target}\": {m}")))?;
+        }
+        Ok(stores)
+    }
+}
+
+/// Validates a job given as text; relative locations resolve against `path`'s folder.
+pub(super) fn convert(text: &str, path: &Path) -> Result<JobSpec> {
+    let dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    let c = Converter { path, dir };
+    let file: JobFile =
+        toml::from_str(text).map_err(|e| c.error(e.to_string().trim_end().to_string()))?;
+    check_identifier(&file.job.name).map_err(|m| c.error(format!("job.name: {m}")))?;
+    c.checks(&file.checks)?;
+    c.execution(&file.execution)?;
+    let (sql, sql_file) = c.query(file.query)?;
+    let job = JobSpec {
+        name: file.job.name,
+        description: file.job.description,
+        path: path.to_path_buf(),
+        params: c.params(file.params)?,
+        sources: c.sources(file.sources)?,
+        models: c.models(file.models)?,
+        sql,
+        sql_file,
+        output: c.output(file.output)?,
+        checks: file.checks,
+        execution: file.execution,
+        stores: c.stores(file.stores)?,
+    };
+    job.check_locations().map_err(|m| c.error(m))?;
+    Ok(job)
+}
+
+/// Whether a source URL names one Parquet file rather than a folder. A URL ending in
+/// `.parquet` may still be a folder (Spark writes `x.parquet/`): the scan then falls back to
+/// listing it.
+fn names_a_file(url: &str) -> bool {
+    let url = url.trim();
+    !url.ends_with('/') && url.ends_with(".parquet")
+}
+
+pub(super) fn check_identifier(name: &str) -> std::result::Result<(), String> {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a valid name (letters, digits and _, not starting with a digit)"
+        ))
+    }
+}
+
+fn check_compression(codec: &str) -> std::result::Result<(), String> {
+    let base = codec
+        .split('(')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match base.as_str() {
+        "snappy" | "zstd" | "lz4" | "lz4_raw" | "gzip" | "uncompressed" => Ok(()),
+        _ => Err(format!(
+            "`{codec}` is not a known codec (snappy, zstd(level), lz4_raw, gzip(level), uncompressed)"
+        )),
+    }
+}

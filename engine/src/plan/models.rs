@@ -1,0 +1,152 @@
+//! The models of a job: resolving and verifying the declared packages, and what the planned
+//! query does with them (which it calls, and arguments that look swapped).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use datafusion::common::ScalarValue;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use scorch_udfs::cache::PackageSource;
+use scorch_udfs::{ModelCatalog, ModelLoader, ModelPackage, ModelRef};
+
+use crate::error::{Error, Result};
+use crate::job::JobSpec;
+
+/// The job's models, fetched, verified against their pins and loaded.
+pub struct ResolvedModels {
+    /// The catalog the session carries.
+    pub catalog: ModelCatalog,
+    /// The packages, by SQL name.
+    pub packages: BTreeMap<String, ModelPackage>,
+    /// Where each package was read from this time.
+    pub sources: BTreeMap<String, PackageSource>,
+}
+
+/// Fetches every declared package, verifies its hash against the pin and loads its runtime, so
+/// that a bad package fails before any data is read.
+pub async fn resolve(job: &JobSpec, loader: &ModelLoader) -> Result<ResolvedModels> {
+    let mut resolved = ResolvedModels {
+        catalog: ModelCatalog::new(),
+        packages: BTreeMap::new(),
+        sources: BTreeMap::new(),
+    };
+    for decl in &job.models {
+        let (package, source) = loader
+            .fetch_verified(
+                &decl.name,
+                decl.location.url().as_str(),
+                decl.sha256.as_deref(),
+            )
+            .await?;
+        if decl.sha256.is_none() {
+            tracing::warn!(
+                model = %decl.name,
+                sha256 = %package.sha256,
+                "model is not pinned: add `sha256 = \"{}\"` to [models.{}] to make runs reproducible",
+                package.sha256,
+                decl.name
+            );
+        }
+        loader.load_package(&decl.name, &package).await?;
+        resolved
+            .catalog
+            .insert(ModelRef::from_package(&decl.name, &package));
+        resolved.sources.insert(decl.name.clone(), source);
+        resolved.packages.insert(decl.name.clone(), package);
+    }
+    Ok(resolved)
+}
+
+/// The scoring functions whose first argument names a model.
+fn is_scoring_function(name: &str) -> bool {
+    name == scorch_udfs::functions::predict::NAME || name == scorch_udfs::functions::embed::NAME
+}
+
+/// Calls `f(model, feature_arguments, function)` for every scoring call in a plan.
+fn for_each_call(plan: &LogicalPlan, mut f: impl FnMut(&str, &[Expr], &str)) {
+    // Visiting cannot fail: the closures only read.
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::ScalarFunction(call) = e
+                    && is_scoring_function(call.func.name())
+                    && let Some(Expr::Literal(
+                        ScalarValue::Utf8(Some(model))
+                        | ScalarValue::LargeUtf8(Some(model))
+                        | ScalarValue::Utf8View(Some(model)),
+                        _,
+                    )) = call.args.first()
+                {
+                    f(model, &call.args[1..], call.func.name());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })?;
+        Ok(TreeNodeRecursion::Continue)
+    });
+}
+
+/// Names of the models a plan calls through `predict` or `embed`.
+pub fn models_in_plan(plan: &LogicalPlan) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for_each_call(plan, |model, _, _| {
+        names.insert(model.to_string());
+    });
+    names
+}
+
+/// Refuses models declared in `[models]` that the query never calls: such a job is almost always
+/// a query edit that dropped a `predict`, and it would commit rows with no predictions.
+pub fn check_all_used(job: &JobSpec, used: &BTreeSet<String>) -> Result<()> {
+    let unused: Vec<&str> = job
+        .models
+        .iter()
+        .map(|m| m.name.as_str())
+        .filter(|m| !used.contains(*m))
+        .collect();
+    if unused.is_empty() {
+        return Ok(());
+    }
+    Err(Error::JobFile {
+        path: job.path.clone(),
+        message: format!(
+            "[models] declares {} that the query never calls ({}); call {} with predict('<model>', ...) \
+             or embed('<model>', ...), or remove {} from the job",
+            if unused.len() == 1 {
+                "a model"
+            } else {
+                "models"
+            },
+            unused.join(", "),
+            if unused.len() == 1 { "it" } else { "them" },
+            if unused.len() == 1 { "it" } else { "them" },
+        ),
+    })
+}
+
+/// Warnings for scoring arguments that are plain columns named like a different input of the
+/// model: the classic bug of passing features in the wrong order.
+pub fn argument_warnings(plan: &LogicalPlan, catalog: &ModelCatalog) -> Vec<String> {
+    let mut warnings = BTreeSet::new();
+    for_each_call(plan, |model, args, function| {
+        let Ok(model_ref) = catalog.get(model) else {
+            return;
+        };
+        let inputs: Vec<&str> = model_ref.inputs.iter().map(|i| i.name.as_str()).collect();
+        for (i, (arg, input)) in args.iter().zip(&inputs).enumerate() {
+            if let Expr::Column(c) = arg
+                && c.name != *input
+                && inputs.contains(&c.name.as_str())
+            {
+                warnings.insert(format!(
+                    "{function}('{model}'): argument {} is column `{}` but the model's input {} is `{input}`; \
+                     features must follow the order of the model's manifest",
+                    i + 2,
+                    c.name,
+                    i + 1
+                ));
+            }
+        }
+    });
+    warnings.into_iter().collect()
+}
