@@ -45,6 +45,15 @@ pub struct Cluster {
 impl Cluster {
     /// Starts a scheduler and `executors` executors with `env` (store endpoints, credentials).
     pub fn start(executors: usize, env: &BTreeMap<String, String>) -> Self {
+        Self::start_each(&vec![env.clone(); executors], env)
+    }
+
+    /// Starts a scheduler with `env`, and one executor per entry of `executors`, each with its
+    /// own environment.
+    pub fn start_each(
+        executors: &[BTreeMap<String, String>],
+        env: &BTreeMap<String, String>,
+    ) -> Self {
         let dir = TempDir::new().expect("temp");
         let port = free_port();
         let log = |name: &str| std::fs::File::create(dir.path().join(name)).expect("log file");
@@ -62,7 +71,7 @@ impl Cluster {
             dir,
         };
         wait_for_port(port);
-        for i in 0..executors {
+        for (i, env) in executors.iter().enumerate() {
             cluster.add_executor(i, env);
         }
         cluster
@@ -101,10 +110,9 @@ impl Cluster {
         self.executors.push(child);
     }
 
-    /// SIGKILLs executor `i`.
-    pub fn kill_executor(&mut self, i: usize) {
-        let _ = self.executors[i].kill();
-        let _ = self.executors[i].wait();
+    /// Whether executor `i` has exited (on its own).
+    pub fn exited(&mut self, i: usize) -> bool {
+        self.executors[i].try_wait().ok().flatten().is_some()
     }
 
     /// The processes' logs, for failure messages.
@@ -281,7 +289,7 @@ fn an_executor_that_cannot_reach_the_model_names_it() {
 }
 
 #[test]
-fn losing_an_executor_mid_job_completes_on_the_survivor_or_publishes_nothing() {
+fn losing_an_executor_mid_job_reruns_its_work_on_the_survivor() {
     let s3 = server(Backend::S3);
     let local = TempDir::new().expect("temp");
     let path = local.path().to_str().expect("utf-8");
@@ -290,7 +298,7 @@ fn losing_an_executor_mid_job_completes_on_the_survivor_or_publishes_nothing() {
         "--dir",
         path,
         "--rows",
-        "400000",
+        "200000",
         "--days",
         "1",
         "--epochs",
@@ -306,88 +314,66 @@ fn losing_an_executor_mid_job_completes_on_the_survivor_or_publishes_nothing() {
     let sha = package_sha(&local.path().join("models/churn"));
     let job = local.path().join("kill.toml");
     write_remote_job(&job, &folder, &folder, &folder, &sha, "");
-
-    let mut cluster = Cluster::start(2, &s3.env);
-    let args = |job: &Path| {
-        vec![
+    let args = |cluster: Option<&str>| {
+        let mut a = vec![
             "run".to_string(),
             job.to_str().expect("utf-8").to_string(),
             "--param".into(),
             "ds=2026-11-27".into(),
             "--json".into(),
-            "--cluster".into(),
-            cluster.url.clone(),
             "--batch-size".into(),
-            "512".into(),
+            "1024".into(),
             "--target-partitions".into(),
             "4".into(),
-        ]
+        ];
+        if let Some(url) = cluster {
+            a.extend(["--cluster".to_string(), url.to_string()]);
+        }
+        a
     };
-    // A first run measures how long the job takes on two executors.
+    // The reference: the same job in-process.
+    let local_run: Run = scorch_on(s3).args(args(None)).output().expect("run").into();
+    local_run.assert_ok();
+    let expected = scores(s3, &folder);
+    assert_eq!(expected.len(), 200_000);
+
+    // Executor 0 kills itself (SIGKILL) when it has written its first batch: always mid-job,
+    // with its tasks started and their files half-written.
+    let mut doomed = s3.env.clone();
+    doomed.insert("SCORCH_FAILPOINT".into(), "write-batch".into());
+    let mut cluster = Cluster::start_each(&[doomed, s3.env.clone()], &s3.env);
     let started = Instant::now();
-    let baseline: Run = scorch_on(s3).args(args(&job)).output().expect("run").into();
-    assert_eq!(
-        baseline.code,
-        Some(0),
-        "{}\n{}",
-        baseline.stderr,
+    let out: Run = scorch_on(s3)
+        .args(args(Some(&cluster.url)))
+        .output()
+        .expect("run")
+        .into();
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stderr, cluster.logs());
+    assert!(
+        cluster.exited(0),
+        "executor 0 should have died at its first batch\n{}",
         cluster.logs()
     );
-    let full = started.elapsed();
-    let before = s3.list(&format!("{folder}/out/churn_scores"));
-
-    // The rerun loses an executor a third of the way in.
-    let mut child = scorch_on(s3)
-        .args(args(&job))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run");
-    std::thread::sleep(full / 3);
-    cluster.kill_executor(0);
-    eprintln!("killed executor 0 after {:?} of a {full:?} job", full / 3);
-    let deadline = Instant::now() + Duration::from_secs(240);
-    while child.try_wait().expect("wait").is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "the job neither finished nor failed\n{}",
-            cluster.logs()
+    eprintln!(
+        "executor 0 died mid-job; the job finished on executor 1 in {:?}",
+        started.elapsed()
+    );
+    let rows = scores(s3, &folder);
+    let keys: std::collections::BTreeSet<i64> = rows.iter().map(|r| r.customer_id).collect();
+    assert_eq!(keys.len(), rows.len(), "no duplicates");
+    assert_eq!(rows.len(), expected.len(), "complete output");
+    for (a, b) in rows.iter().zip(&expected) {
+        assert_eq!(
+            (a.customer_id, a.probability),
+            (b.customer_id, b.probability),
+            "the cluster's output equals the local run's"
         );
-        std::thread::sleep(Duration::from_millis(200));
     }
-    let out: Run = child.wait_with_output().expect("output").into();
-    let table = format!("{folder}/out/churn_scores");
-    match out.code {
-        Some(0) => {
-            let rows = scores(s3, &folder);
-            let keys: std::collections::BTreeSet<i64> =
-                rows.iter().map(|r| r.customer_id).collect();
-            assert_eq!(rows.len(), 400_000, "complete output");
-            assert_eq!(keys.len(), rows.len(), "no duplicates");
-            eprintln!("executor lost: the job completed on the survivor");
-        }
-        Some(5) => {
-            let after: Vec<String> = s3
-                .list(&table)
-                .into_iter()
-                .filter(|p| !p.starts_with("_scorch/staging"))
-                .collect();
-            let before: Vec<String> = before
-                .into_iter()
-                .filter(|p| !p.starts_with("_scorch/staging"))
-                .collect();
-            assert_eq!(after, before, "a failed job changed the table");
-            eprintln!(
-                "executor lost: the job failed cleanly: {}",
-                out.stderr.lines().last().unwrap_or("")
-            );
-        }
-        other => panic!(
-            "unexpected exit {other:?}\n{}\n{}",
-            out.stderr,
-            cluster.logs()
-        ),
-    }
+    let listing = s3.list(&format!("{folder}/out/churn_scores"));
+    assert!(
+        !listing.iter().any(|p| p.starts_with("_scorch/staging")),
+        "the dead executor's half-written files are cleaned up: {listing:?}"
+    );
 }
 
 #[test]
@@ -419,4 +405,50 @@ fn the_scheduler_stops_cleanly_on_sigterm_and_sigint() {
         assert_eq!(status.code(), Some(0), "SIG{signal}: {status:?}");
         eprintln!("scheduler stopped {:?} after SIG{signal}", sent.elapsed());
     }
+}
+
+#[test]
+fn the_jobs_store_options_travel_to_the_executors() {
+    let s3 = server(Backend::S3);
+    let endpoint = s3.env["AWS_ENDPOINT"].clone();
+    // The endpoint comes from the job's [stores] only: neither the client nor the cluster has it
+    // in its environment (the credentials, as always, come from the environment).
+    let stores =
+        format!("\n[stores.\"s3://scorch-test\"]\nendpoint = \"{endpoint}\"\nallow_http = true\n");
+    let job = remote_job(s3, "cluster-stores", &stores);
+    let mut env = s3.env.clone();
+    env.remove("AWS_ENDPOINT");
+    env.remove("AWS_ALLOW_HTTP");
+    // The executors get a model cache of their own, so they must fetch the package from S3.
+    let cache = TempDir::new().expect("temp");
+    let mut executor_env = env.clone();
+    executor_env.insert(
+        "SCORCH_CACHE_DIR".into(),
+        cache.path().display().to_string(),
+    );
+    let cluster = Cluster::start(1, &executor_env);
+    let r: Run = scorch()
+        .envs(&env)
+        .args([
+            "run",
+            job.job.to_str().expect("utf-8"),
+            "--param",
+            &format!("ds={}", DAYS[2]),
+            "--json",
+            "--cluster",
+            &cluster.url,
+        ])
+        .output()
+        .expect("run")
+        .into();
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stderr, cluster.logs());
+    assert!(r.json()["rows"]["written"].as_u64().expect("written") > 0);
+    assert!(
+        std::fs::read_dir(cache.path().join("models"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            > 0,
+        "the executor fetched the model through the job's store options\n{}",
+        cluster.logs()
+    );
 }

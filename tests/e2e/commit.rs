@@ -106,8 +106,55 @@ fn table_state(out: &Path) -> TableState {
     (files, marker, log)
 }
 
+/// What a directory reader sees of a churn table: (day, customer, prediction), sorted.
+fn reader_view(out: &Path) -> View {
+    read_scores(out)
+        .into_iter()
+        .map(|r| (r.ds, r.customer_id, r.probability))
+        .collect()
+}
+
+type View = Vec<(String, i64, Option<f32>)>;
+
+/// Asserts two reader views are equal, printing the first difference rather than both tables.
+#[track_caller]
+fn assert_view(actual: &View, expected: &View, what: &str) {
+    if actual == expected {
+        return;
+    }
+    let first = actual
+        .iter()
+        .zip(expected)
+        .position(|(a, e)| a != e)
+        .unwrap_or(actual.len().min(expected.len()));
+    panic!(
+        "{what}: {} rows seen, {} expected; first difference at row {first}: {:?} vs {:?}",
+        actual.len(),
+        expected.len(),
+        actual.get(first),
+        expected.get(first)
+    );
+}
+
+/// Makes the job's predictions differ from the baseline's, without changing the schema.
+fn change_the_predictions(dir: &Path) {
+    edit(
+        &dir.join("churn.sql"),
+        "tenure_months, monthly_charges",
+        "tenure_months + 24, monthly_charges",
+    );
+}
+
 #[test]
 fn sigkill_at_every_step_leaves_the_committed_table_intact() {
+    // The outcome a reader must see once publishing is over: the day rescored by the changed
+    // job, the other day as it was.
+    let reference = demo_copy();
+    score(reference.path(), DAYS[1]).assert_ok();
+    change_the_predictions(reference.path());
+    score(reference.path(), DAYS[2]).assert_ok();
+    let rolled_forward = reader_view(&reference.path().join("out/churn_scores"));
+
     let before_commit = ["before-write", "staged", "before-commit"];
     let after_commit = [
         "committed",
@@ -122,9 +169,11 @@ fn sigkill_at_every_step_leaves_the_committed_table_intact() {
         score(dir.path(), DAYS[1]).assert_ok();
         score(dir.path(), DAYS[2]).assert_ok();
         let committed = table_state(&out);
-        let committed_rows = read_scores(&out);
+        let old = reader_view(&out);
+        assert_ne!(old, rolled_forward, "the two runs must be told apart");
         let day1 = snapshot(&out.join(format!("ds={}", DAYS[1])));
 
+        change_the_predictions(dir.path());
         let killed = run_env(
             &[
                 "run",
@@ -147,18 +196,33 @@ fn sigkill_at_every_step_leaves_the_committed_table_intact() {
             "{point}: other partition changed"
         );
 
+        // Right after the kill: while `_SUCCESS` names a version, the folder holds exactly it.
+        let (_, marker, log) = table_state(&out);
         if before_commit.contains(point) {
             assert_eq!(
                 table_state(&out),
                 committed,
                 "{point}: committed table changed"
             );
+            assert_view(&reader_view(&out), &old, point);
         } else {
-            assert_eq!(
-                table_state(&out).2,
-                committed.2 + 1,
-                "{point}: the commit point was passed"
-            );
+            assert_eq!(log, committed.2 + 1, "{point}: the commit point was passed");
+            match marker {
+                Some(v) if v == committed.1.expect("published") => assert_view(
+                    &reader_view(&out),
+                    &old,
+                    &format!("{point}: _SUCCESS names the old version"),
+                ),
+                Some(v) => {
+                    assert_eq!(v as usize, log, "{point}");
+                    assert_view(
+                        &reader_view(&out),
+                        &rolled_forward,
+                        &format!("{point}: _SUCCESS names the new version"),
+                    )
+                }
+                None => {} // publishing was interrupted: readers wait for _SUCCESS
+            }
         }
 
         // Recovery: gc rolls an interrupted publish forward and removes orphaned staging files.
@@ -168,22 +232,23 @@ fn sigkill_at_every_step_leaves_the_committed_table_intact() {
             snapshot(&out.join("_scorch/staging")).is_empty(),
             "{point}: staging left after gc"
         );
-        let rows = read_scores(&out);
-        assert_eq!(
-            rows.len(),
-            committed_rows.len(),
-            "{point}: row count differs after recovery"
+        let expected = if before_commit.contains(point) {
+            &old
+        } else {
+            &rolled_forward
+        };
+        assert_view(
+            &reader_view(&out),
+            expected,
+            &format!(
+                "{point}: after recovery the reader sees {}",
+                if before_commit.contains(point) {
+                    "the old version"
+                } else {
+                    "the committed new version"
+                }
+            ),
         );
-        let keys: BTreeSet<(String, i64)> =
-            rows.iter().map(|r| (r.ds.clone(), r.customer_id)).collect();
-        assert_eq!(keys.len(), rows.len(), "{point}: duplicates after recovery");
-        for (a, b) in rows.iter().zip(&committed_rows) {
-            assert_eq!(
-                (&a.ds, a.customer_id, a.probability),
-                (&b.ds, b.customer_id, b.probability),
-                "{point}"
-            );
-        }
         let (_, marker, log) = table_state(&out);
         assert_eq!(
             marker,
@@ -193,6 +258,11 @@ fn sigkill_at_every_step_leaves_the_committed_table_intact() {
 
         // And the next run works normally.
         score(dir.path(), DAYS[2]).assert_ok();
+        assert_view(
+            &reader_view(&out),
+            &rolled_forward,
+            &format!("{point}: after a clean rerun"),
+        );
     }
 }
 
@@ -212,7 +282,8 @@ fn sigkill_at_random_moments_never_corrupts_the_table() {
         "1".into(),
     ];
     let started = std::time::Instant::now();
-    scorch().args(&args).output().expect("baseline run");
+    let baseline: Run = scorch().args(&args).output().expect("baseline run").into();
+    baseline.assert_ok();
     let full = started.elapsed();
     let expected: Vec<(String, i64, Option<f32>)> = read_scores(&out)
         .into_iter()

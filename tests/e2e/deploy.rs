@@ -80,18 +80,45 @@ fn shipped_job_files_parse() {
         .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
         .collect();
     std::fs::write(dir.path().join("k8s.toml"), body).expect("write");
-    for job in [
-        dir.path().join("k8s.toml"),
-        repo().join("examples/compose/churn.toml"),
-        repo().join("jobs/churn.toml"),
+    // The job files parse and plan up to their first remote read: the model package, which is
+    // on a store this machine cannot reach (exit 5), or, for the shipped demo job, a package
+    // that only `scorch demo` writes beside it (exit 6).
+    for (job, code, says) in [
+        (
+            dir.path().join("k8s.toml"),
+            5,
+            "model package s3://models/churn/1.0.0",
+        ),
+        (
+            repo().join("examples/compose/churn.toml"),
+            5,
+            "model package s3://demo/models/churn",
+        ),
+        (
+            repo().join("jobs/churn.toml"),
+            6,
+            "no manifest `model.toml`",
+        ),
     ] {
-        let r = run(&[
-            "validate",
-            job.to_str().expect("utf-8"),
-            "--param",
-            "ds=2026-11-27",
-        ]);
-        // The stores are not reachable here; what matters is that the job file itself is valid.
-        assert_ne!(r.code, Some(2), "{}: {}", job.display(), r.stderr);
+        let r = run_env(
+            &[
+                "validate",
+                job.to_str().expect("utf-8"),
+                "--param",
+                "ds=2026-11-27",
+            ],
+            &[
+                ("AWS_ACCESS_KEY_ID", "unused"),
+                ("AWS_SECRET_ACCESS_KEY", "unused"),
+                ("AWS_REGION", "us-east-1"),
+                ("AWS_ENDPOINT", "http://127.0.0.1:9"),
+                ("AWS_ALLOW_HTTP", "true"),
+                ("SCORCH_STORE_MAX_RETRIES", "0"),
+                ("SCORCH_STORE_RETRY_TIMEOUT", "1s"),
+                ("SCORCH_STORE_CONNECT_TIMEOUT", "1s"),
+            ],
+        );
+        r.assert_code(code);
+        assert!(r.stderr.contains(says), "{}: {}", job.display(), r.stderr);
     }
 }

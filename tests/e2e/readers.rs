@@ -7,7 +7,6 @@ use crate::support::*;
 
 #[test]
 fn pyarrow_and_duckdb_read_the_output_with_schema_and_stamps() {
-    let Some(python) = python() else { return };
     let dir = demo_copy();
     let job = dir.path().join("churn.toml");
     for day in [DAYS[1], DAYS[2]] {
@@ -22,7 +21,7 @@ fn pyarrow_and_duckdb_read_the_output_with_schema_and_stamps() {
     let out = dir.path().join("out/churn_scores");
     let expected = read_scores(&out);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/read_output.py");
-    let result = Command::new(python)
+    let result = Command::new(PYTHON)
         .arg(&script)
         .arg(&out)
         .output()

@@ -175,6 +175,14 @@ fn scores_rerun_and_commits(backend: Backend) {
     assert_eq!(log["published_version"], 2);
 }
 
+/// Two runs race for the same partition, meeting at the commit point (`SCORCH_RENDEZVOUS`), so
+/// that both try the create-if-absent write of the same log entry: exactly one may win.
+///
+/// What this proves depends on the server. moto (S3), azurite (Azure) and the local disk decide
+/// `PutMode::Create` themselves, as the real services do: the guarantee is proven there. The GCS
+/// emulator ignores `ifGenerationMatch` on uploads, so `tests/servers/serve.py`'s shim decides
+/// GCS's conditional writes under its own lock: on GCS this test checks scorch's side of the
+/// protocol (the request it sends and how it takes a conflict), not Google's.
 fn concurrent_runs_commit_once(backend: Backend) {
     let server = server(backend);
     let job = remote_job(server, "race", "");

@@ -19,7 +19,7 @@ use object_store::path::Path as ObjectPath;
 use tokio::sync::OnceCell;
 use url::Url;
 
-use crate::catalog::ModelRef;
+use crate::catalog::{ModelRef, ScorchOptions};
 use crate::device::DeviceSpec;
 use crate::error::{Error, Result};
 use crate::package::ModelPackage;
@@ -32,6 +32,13 @@ use crate::runtime::{self, Model};
 pub trait StoreResolver: Send + Sync + fmt::Debug {
     /// The store and the path of `url` in it.
     fn resolve(&self, url: &Url) -> Result<(Arc<dyn ObjectStore>, ObjectPath)>;
+
+    /// The resolver for a session whose job gives `stores` (the opaque `scorch.stores` option),
+    /// when it differs from this one: how a remote process reaches the job's stores with the
+    /// job's options. `None` keeps this resolver.
+    fn for_session(&self, _stores: &str) -> Option<Arc<dyn StoreResolver>> {
+        None
+    }
 }
 
 /// Resolves `file://` URLs on the local filesystem.
@@ -158,9 +165,27 @@ impl ModelLoader {
     pub fn try_new(resolver: Arc<dyn StoreResolver>, device: DeviceSpec) -> Result<Self> {
         Ok(Self {
             resolver,
-            device: device.try_device()?,
+            device: crate::device::shared_device(device)?,
             cache_dir: default_cache_dir(),
         })
+    }
+
+    /// This loader as a session's options ask: the job's device and stores, as they travel
+    /// with a plan to processes that never saw the job. Cheap when nothing differs.
+    pub fn for_session(&self, options: &ScorchOptions) -> Result<Self> {
+        let mut loader = self.clone();
+        if let Some(device) = &options.device {
+            let device = crate::device::shared_device(device.parse()?)?;
+            if device.location() != self.device.location() {
+                loader.device = device;
+            }
+        }
+        if let Some(stores) = &options.stores
+            && let Some(resolver) = self.resolver.for_session(stores)
+        {
+            loader.resolver = resolver;
+        }
+        Ok(loader)
     }
 
     /// Uses `dir` as the local cache of packages fetched from object stores (`None`: no cache).
@@ -281,5 +306,63 @@ impl ModelLoader {
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// Reads local packages and counts how often a package is fetched.
+    #[derive(Debug, Default)]
+    struct Counting {
+        fetches: AtomicUsize,
+    }
+
+    impl StoreResolver for Counting {
+        fn resolve(&self, url: &Url) -> Result<(Arc<dyn ObjectStore>, ObjectPath)> {
+            self.fetches.fetch_add(1, Ordering::SeqCst);
+            LocalResolver.resolve(url)
+        }
+    }
+
+    #[test]
+    fn concurrent_misses_fetch_and_load_a_package_once() {
+        // A package of its own (an extra file changes its hash), so no other test loaded it.
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/mlp/models/classifier");
+        let dir = tempfile::TempDir::new().expect("temp");
+        for entry in std::fs::read_dir(&fixture).expect("fixture") {
+            let entry = entry.expect("entry");
+            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copy");
+        }
+        std::fs::write(
+            dir.path().join("notes.txt"),
+            format!("{:?}", std::time::SystemTime::now()),
+        )
+        .expect("write");
+        let uri = Url::from_directory_path(dir.path())
+            .expect("absolute")
+            .to_string();
+
+        let probe = ModelLoader::try_new(Arc::new(LocalResolver), DeviceSpec::Cpu).expect("cpu");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let package = runtime.block_on(probe.fetch(&uri)).expect("package");
+        let model = ModelRef::from_package("m", &package);
+
+        let counting = Arc::new(Counting::default());
+        let loader = ModelLoader::try_new(Arc::clone(&counting) as _, DeviceSpec::Cpu)
+            .expect("cpu")
+            .with_cache_dir(None);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| loader.load_blocking(&model).expect("loads"));
+            }
+        });
+        assert_eq!(counting.fetches.load(Ordering::SeqCst), 1, "one fetch");
     }
 }

@@ -112,12 +112,40 @@ impl ModelCatalog {
 pub struct ScorchOptions {
     /// The models of this session.
     pub catalog: ModelCatalog,
+    /// The device the job asked for (`auto`, `cpu`, `cuda:N`), so that every process runs the
+    /// models where the job said.
+    pub device: Option<String>,
+    /// The job's per-store options (`[stores]`, as JSON; never credentials), so that every
+    /// process reaches the job's stores the same way. Opaque to this crate: the engine's store
+    /// registry reads it (see [`crate::StoreResolver::for_session`]).
+    pub stores: Option<String>,
 }
 
 impl ScorchOptions {
     /// Options holding `catalog`.
     pub fn new(catalog: ModelCatalog) -> Self {
-        Self { catalog }
+        Self {
+            catalog,
+            device: None,
+            stores: None,
+        }
+    }
+
+    /// With the job's device.
+    pub fn with_device(mut self, device: impl ToString) -> Self {
+        self.device = Some(device.to_string());
+        self
+    }
+
+    /// With the job's store options, as JSON.
+    pub fn with_stores(mut self, stores: String) -> Self {
+        self.stores = Some(stores);
+        self
+    }
+
+    /// The options a session's configuration carries, if any.
+    pub fn in_config(options: &ConfigOptions) -> Option<&Self> {
+        options.extensions.get::<ScorchOptions>()
     }
 }
 
@@ -148,8 +176,16 @@ impl ExtensionOptions for ScorchOptions {
                 })?;
                 Ok(())
             }
+            "device" => {
+                self.device = Some(value.to_string());
+                Ok(())
+            }
+            "stores" => {
+                self.stores = Some(value.to_string());
+                Ok(())
+            }
             other => Err(DataFusionError::Configuration(format!(
-                "unknown scorch option `scorch.{other}` (known: scorch.models)"
+                "unknown scorch option `scorch.{other}` (known: scorch.models, scorch.device, scorch.stores)"
             ))),
         }
     }
@@ -157,14 +193,26 @@ impl ExtensionOptions for ScorchOptions {
     fn entries(&self) -> Vec<ConfigEntry> {
         // Entries carry the full key: `ConfigOptions::entries` does not add the prefix, and remote
         // processes apply each pair with `ConfigOptions::set`, which routes on it.
-        vec![ConfigEntry {
-            key: format!("{}.models", Self::PREFIX),
-            value: Some(
-                serde_json::to_string(&self.catalog)
-                    .expect("a catalog always serialises: string keys only"),
-            ),
-            description: "The models of this session by SQL name: package URL, SHA-256 and signature (JSON)",
-        }]
+        vec![
+            ConfigEntry {
+                key: format!("{}.models", Self::PREFIX),
+                value: Some(
+                    serde_json::to_string(&self.catalog)
+                        .expect("a catalog always serialises: string keys only"),
+                ),
+                description: "The models of this session by SQL name: package URL, SHA-256 and signature (JSON)",
+            },
+            ConfigEntry {
+                key: format!("{}.device", Self::PREFIX),
+                value: self.device.clone(),
+                description: "Where the job's models run: auto, cpu or cuda:N",
+            },
+            ConfigEntry {
+                key: format!("{}.stores", Self::PREFIX),
+                value: self.stores.clone(),
+                description: "The job's per-store options, without credentials (JSON)",
+            },
+        ]
     }
 }
 
@@ -192,9 +240,11 @@ mod tests {
         let mut catalog = ModelCatalog::new();
         catalog.insert(model());
         let mut options = ConfigOptions::new();
-        options
-            .extensions
-            .insert(ScorchOptions::new(catalog.clone()));
+        options.extensions.insert(
+            ScorchOptions::new(catalog.clone())
+                .with_device("cpu")
+                .with_stores("{}".into()),
+        );
 
         // What a remote process receives: the key/value pairs of the configuration.
         let pairs: Vec<(String, String)> = options
@@ -203,7 +253,7 @@ mod tests {
             .filter(|e| e.key.starts_with("scorch."))
             .filter_map(|e| e.value.map(|v| (e.key, v)))
             .collect();
-        assert_eq!(pairs.len(), 1);
+        assert_eq!(pairs.len(), 3);
 
         let mut remote = ConfigOptions::new();
         remote.extensions.insert(ScorchOptions::default());
@@ -211,6 +261,9 @@ mod tests {
             remote.set(&k, &v).expect("known key");
         }
         assert_eq!(ModelCatalog::from_config(&remote), catalog);
+        let travelled = ScorchOptions::in_config(&remote).expect("options");
+        assert_eq!(travelled.device.as_deref(), Some("cpu"));
+        assert_eq!(travelled.stores.as_deref(), Some("{}"));
     }
 
     #[test]

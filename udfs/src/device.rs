@@ -12,7 +12,7 @@ use candle_core::Device;
 use crate::error::{Error, Result};
 
 /// Where models run, as the user asks for it (`--device auto|cpu|cuda:N`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum DeviceSpec {
     /// The first CUDA device when built with CUDA and one exists, else the CPU.
     #[default]
@@ -69,6 +69,21 @@ impl DeviceSpec {
     }
 }
 
+/// The device `spec` selects, created once per process: a CUDA context is expensive, and every
+/// scoring call of every session on the device must share one.
+pub fn shared_device(spec: DeviceSpec) -> Result<Device> {
+    static DEVICES: std::sync::LazyLock<
+        std::sync::Mutex<std::collections::HashMap<DeviceSpec, Device>>,
+    > = std::sync::LazyLock::new(Default::default);
+    let mut devices = DEVICES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(device) = devices.get(&spec) {
+        return Ok(device.clone());
+    }
+    let device = spec.try_device()?;
+    devices.insert(spec, device.clone());
+    Ok(device)
+}
+
 /// Every device this build and machine can run models on: the CPU, then each CUDA device found.
 /// Numerical tests run once per entry.
 pub fn available() -> Vec<DeviceSpec> {
@@ -114,11 +129,25 @@ mod tests {
     }
 
     #[test]
-    fn cpu_always_works_and_auto_never_fails() {
+    fn auto_picks_a_gpu_exactly_when_one_is_usable() {
         assert!(DeviceSpec::Cpu.try_device().expect("cpu").is_cpu());
-        DeviceSpec::Auto
-            .try_device()
-            .expect("auto falls back to the CPU");
+        let auto = DeviceSpec::Auto.try_device().expect("auto never fails");
+        let gpus = available().len() - 1;
+        assert_eq!(
+            auto.is_cpu(),
+            gpus == 0,
+            "auto chose {:?} with {gpus} usable GPUs (cuda compiled: {})",
+            auto.location(),
+            cuda_compiled()
+        );
+    }
+
+    #[test]
+    fn devices_are_shared() {
+        let a = shared_device(DeviceSpec::Cpu).expect("cpu");
+        let b = shared_device(DeviceSpec::Cpu).expect("cpu");
+        assert!(a.same_device(&b));
+        assert!(shared_device(DeviceSpec::Cuda(99)).is_err());
     }
 
     #[cfg(not(feature = "cuda"))]

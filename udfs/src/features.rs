@@ -5,6 +5,10 @@
 //!   (tree models and ONNX graphs that handle missing values themselves can opt in to receiving
 //!   `NaN` instead, see [`MissingPolicy`]);
 //! - a row whose feature is outside the `[min, max]` range the manifest declares is not scored;
+//! - a row whose feature is finite but beyond the range of the model's numeric type (a `DOUBLE`
+//!   above 3.4e38 fed to a single-precision model, which would become infinity) is not scored;
+//! - integers are converted to the model's float type rounding to nearest, as NumPy and pandas
+//!   do (integers above 2^24 for single precision, 2^53 for double, are not all representable);
 //! - an argument whose SQL type cannot be converted (a string for a numeric input, a date) is
 //!   refused when the query is planned, naming the argument and the expected type.
 //!
@@ -193,7 +197,7 @@ impl FeatureMatrix {
         // Pass 1: which rows keep every feature within its contract.
         let mut valid = vec![true; total_rows];
         for (column, spec) in numeric_columns.iter().zip(&numeric_specs) {
-            column.check(spec, missing, &mut valid);
+            column.check(spec, missing, precision, &mut valid);
         }
         for array in &text_columns {
             for (row, ok) in valid.iter_mut().enumerate() {
@@ -276,10 +280,20 @@ impl NumericColumn {
     }
 
     /// Clears `valid` for rows whose value breaks the contract: NULL or NaN (unless the model
-    /// takes missing values), infinite, or outside `[min, max]`.
-    fn check(&self, spec: &InputSpec, missing: MissingPolicy, valid: &mut [bool]) {
-        let min = spec.min.unwrap_or(f64::NEG_INFINITY);
-        let max = spec.max.unwrap_or(f64::INFINITY);
+    /// takes missing values), infinite, outside `[min, max]`, or beyond what `precision` holds.
+    fn check(
+        &self,
+        spec: &InputSpec,
+        missing: MissingPolicy,
+        precision: Precision,
+        valid: &mut [bool],
+    ) {
+        let representable = match precision {
+            Precision::F32 => f64::from(f32::MAX),
+            Precision::F64 => f64::MAX,
+        };
+        let min = spec.min.unwrap_or(f64::NEG_INFINITY).max(-representable);
+        let max = spec.max.unwrap_or(f64::INFINITY).min(representable);
         let pass_nan = missing == MissingPolicy::PassNan;
         // NaN compares false, so this is "finite and in range", or "NaN" when NaN may pass.
         let ok = |v: f64| (v >= min && v <= max && v.is_finite()) || (pass_nan && v.is_nan());
@@ -452,7 +466,7 @@ pub fn f32_values(array: &ArrayRef) -> Result<Vec<f32>> {
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::{BooleanArray, Float64Array, Int32Array, StringArray};
+    use arrow::array::{BooleanArray, Float64Array, Int32Array, Int64Array, StringArray};
 
     use super::*;
 
@@ -499,6 +513,34 @@ mod tests {
         assert_eq!(valid, vec![true, false, false, true, false, false]);
         assert_eq!(m.numeric, Numeric::F32(vec![1.0, 10.0, 4.0, 40.0]));
         assert_eq!(m.scored_rows(), 2);
+    }
+
+    #[test]
+    fn values_beyond_the_models_precision_are_unscored_and_integers_round() {
+        let huge = 1e39; // finite as a double, infinity as a float
+        let a: ArrayRef = Arc::new(Float64Array::from(vec![1.0, huge, -huge]));
+        let big = (1i64 << 53) + 1; // not representable in f64 or f32
+        let b: ArrayRef = Arc::new(Int64Array::from(vec![big, 2, 3]));
+        let inputs = [spec("a", None, None), spec("b", None, None)];
+        let single = FeatureMatrix::try_new(
+            "m",
+            &[a.clone(), b.clone()],
+            &inputs,
+            Precision::F32,
+            MissingPolicy::Reject,
+        )
+        .expect("valid");
+        assert_eq!(single.scored_rows(), 1, "±1e39 cannot reach a float model");
+        assert_eq!(single.numeric, Numeric::F32(vec![1.0, big as f32]));
+        let double =
+            FeatureMatrix::try_new("m", &[a, b], &inputs, Precision::F64, MissingPolicy::Reject)
+                .expect("valid");
+        assert_eq!(double.scored_rows(), 3, "a double model takes them");
+        let Numeric::F64(v) = &double.numeric else {
+            panic!("f64 requested")
+        };
+        assert_eq!(v[1], big as f64, "rounded to nearest, as NumPy does");
+        assert_eq!(v[2], huge);
     }
 
     #[test]

@@ -84,11 +84,10 @@ pub struct SchedulerOptions {
 
 /// Runs a Ballista scheduler with scorch's functions until the process is stopped.
 pub async fn run_scheduler(options: SchedulerOptions) -> ScorchResult<()> {
-    let stores = Arc::new(StoreRegistry::new());
-    let runtime = runtime(&stores, None).map_err(Error::Execution)?;
-    let loader = loader(&stores)?;
+    let loader = loader(&StoreRegistry::shared(Default::default()))?;
     let builder: SessionBuilder = Arc::new(move |config: SessionConfig| {
         let catalog = Arc::new(ModelCatalog::from_config(config.options()));
+        let runtime = runtime(&StoreRegistry::for_config(config.options()), None)?;
         let mut functions = ballista_scalar_functions();
         functions.extend(scorch_udfs::functions::all_functions(
             loader.clone(),
@@ -97,7 +96,7 @@ pub async fn run_scheduler(options: SchedulerOptions) -> ScorchResult<()> {
         Ok(SessionStateBuilder::new()
             .with_default_features()
             .with_config(config)
-            .with_runtime_env(Arc::clone(&runtime))
+            .with_runtime_env(runtime)
             .with_optimizer_rules(ballista_core::optimizer::ballista_default_optimizer_rules())
             .with_scalar_functions(functions)
             .with_aggregate_functions(ballista_aggregate_functions())
@@ -170,8 +169,7 @@ pub async fn run_executor(options: ExecutorOptions) -> ScorchResult<()> {
         path: options.work_dir.clone().into(),
         source,
     })?;
-    let stores = Arc::new(StoreRegistry::new());
-    let loader = loader(&stores)?;
+    let loader = loader(&StoreRegistry::shared(Default::default()))?;
     let state = SessionStateBuilder::new()
         .with_config(base_config())
         .with_scalar_functions(scorch_udfs::functions::all_functions(
@@ -182,8 +180,13 @@ pub async fn run_executor(options: ExecutorOptions) -> ScorchResult<()> {
         .build();
     let registry = BallistaFunctionRegistry::from(&state);
     let work_dir = options.work_dir.clone();
-    let runtime_producer: RuntimeProducer =
-        Arc::new(move |_config: &SessionConfig| runtime(&stores, Some(&work_dir)));
+    // Each task's stores are built with its job's options, which travel in its configuration.
+    let runtime_producer: RuntimeProducer = Arc::new(move |config: &SessionConfig| {
+        runtime(
+            &StoreRegistry::for_config(config.options()),
+            Some(&work_dir),
+        )
+    });
     let config = ExecutorProcessConfig {
         bind_host: options.bind.ip().to_string(),
         external_host: options.external_host.clone(),

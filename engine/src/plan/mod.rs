@@ -148,6 +148,8 @@ pub async fn prepare_with(
             .or(job.execution.batch_size)
             .unwrap_or(defaults.batch_size),
         write_buffer_bytes: job.execution.write_buffer_bytes,
+        device,
+        stores: job.stores.clone(),
     };
     let ctx = session::local_context(&settings, models.catalog.clone(), loader.clone());
     let cluster = match options.cluster.as_ref().or(job.execution.cluster.as_ref()) {

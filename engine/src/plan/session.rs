@@ -6,7 +6,9 @@ use std::sync::Arc;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use scorch_udfs::{ModelCatalog, ModelLoader, ScorchOptions};
+use scorch_udfs::{DeviceSpec, ModelCatalog, ModelLoader, ScorchOptions};
+
+use crate::store::StoreOptions;
 
 /// Default rows per batch handed to a model.
 pub const DEFAULT_BATCH_SIZE: usize = 8192;
@@ -20,6 +22,10 @@ pub struct SessionSettings {
     pub batch_size: usize,
     /// Bytes an output writer buffers before a multipart upload (DataFusion's default if unset).
     pub write_buffer_bytes: Option<usize>,
+    /// Where the job's models run; travels with the plan.
+    pub device: DeviceSpec,
+    /// The job's per-store options; travel with the plan (they hold no credentials).
+    pub stores: StoreOptions,
 }
 
 impl Default for SessionSettings {
@@ -28,18 +34,24 @@ impl Default for SessionSettings {
             target_partitions: std::thread::available_parallelism().map_or(1, |n| n.get()),
             batch_size: DEFAULT_BATCH_SIZE,
             write_buffer_bytes: None,
+            device: DeviceSpec::Auto,
+            stores: StoreOptions::default(),
         }
     }
 }
 
 /// The DataFusion configuration scorch scores with: pruning and pushdown on, and the model
-/// catalog as a config extension so it travels with every plan.
+/// catalog, the device and the store options as a config extension, so that they travel with
+/// every plan to processes that never saw the job.
 pub fn session_config(settings: &SessionSettings, catalog: ModelCatalog) -> SessionConfig {
+    let options = ScorchOptions::new(catalog)
+        .with_device(settings.device)
+        .with_stores(settings.stores.to_json());
     let mut config = SessionConfig::new()
         .with_target_partitions(settings.target_partitions)
         .with_batch_size(settings.batch_size)
         .with_information_schema(false)
-        .with_option_extension(ScorchOptions::new(catalog));
+        .with_option_extension(options);
     let options = config.options_mut();
     let parquet = &mut options.execution.parquet;
     parquet.pruning = true;

@@ -10,8 +10,10 @@
 //! - `SCORCH_RENDEZVOUS=<point>:<folder>:<n>`: at `point` the process waits until `n` processes
 //!   have arrived (each leaves a file in `folder`), so that races are run, not hoped for.
 //!
-//! Points, in the order a run reaches them: `before-write`, `staged`, `before-commit`,
-//! `committed`, `publish-start`, `publish-first-file`, `publish-before-success`, `published`.
+//! Points, in the order a run reaches them: `before-write`, `write-batch` (after each batch a
+//! writer task writes, on whichever process runs it: a cluster executor too), `staged`,
+//! `before-commit`, `committed`, `publish-start`, `publish-first-file`,
+//! `publish-before-success`, `published`.
 
 /// The environment variable naming the point to crash at.
 pub const ENV: &str = "SCORCH_FAILPOINT";

@@ -132,7 +132,42 @@ impl datafusion::execution::object_store::ObjectStoreRegistry for StoreRegistry 
     }
 }
 
+impl StoreRegistry {
+    /// The registry of a process for `options`, shared by every session that carries the same
+    /// options (so stores and their connections are built once per process and job options).
+    pub fn shared(options: StoreOptions) -> Arc<StoreRegistry> {
+        static SHARED: LazyLock<RwLock<HashMap<String, Arc<StoreRegistry>>>> =
+            LazyLock::new(Default::default);
+        let key = options.to_json();
+        if let Some(registry) = SHARED.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Arc::clone(registry);
+        }
+        let mut shared = SHARED.write().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(
+            shared
+                .entry(key)
+                .or_insert_with(|| Arc::new(StoreRegistry::with_options(options))),
+        )
+    }
+
+    /// The registry for a session's configuration: the job's store options when the
+    /// configuration carries them (`scorch.stores`), else the defaults.
+    pub fn for_config(config: &datafusion::config::ConfigOptions) -> Arc<StoreRegistry> {
+        let options = scorch_udfs::ScorchOptions::in_config(config)
+            .and_then(|o| o.stores.as_deref())
+            .and_then(StoreOptions::from_json)
+            .unwrap_or_default();
+        Self::shared(options)
+    }
+}
+
 impl scorch_udfs::StoreResolver for StoreRegistry {
+    fn for_session(&self, stores: &str) -> Option<Arc<dyn scorch_udfs::StoreResolver>> {
+        let options = StoreOptions::from_json(stores)?;
+        (options != self.options)
+            .then(|| Self::shared(options) as Arc<dyn scorch_udfs::StoreResolver>)
+    }
+
     fn resolve(&self, url: &Url) -> scorch_udfs::Result<(Arc<dyn ObjectStore>, ObjectPath)> {
         let store = self
             .store_for_url(url)

@@ -86,6 +86,16 @@ pub fn is_secret(key: &str) -> bool {
 }
 
 impl StoreOptions {
+    /// The options as JSON, as they travel in a plan's configuration (`scorch.stores`).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("string maps always serialise")
+    }
+
+    /// Options from [`StoreOptions::to_json`].
+    pub fn from_json(json: &str) -> Option<Self> {
+        serde_json::from_str(json).ok()
+    }
+
     /// Checks and adds the options a job file gives for `target`: as [`StoreOptions::try_insert`],
     /// and refusing secrets, which belong in the environment (they would otherwise be written
     /// into job files, version control and distributed plans).

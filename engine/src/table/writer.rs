@@ -371,6 +371,7 @@ async fn write_partition(
             }
             let file = files.get_mut(&key).expect("inserted above");
             file.writer.write(&part).await?;
+            crate::process::failpoint::hit("write-batch");
         }
     }
     let mut paths = Vec::new();

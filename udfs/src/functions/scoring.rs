@@ -20,7 +20,7 @@ use datafusion::logical_expr::{
 };
 
 use crate::cache::ModelLoader;
-use crate::catalog::{ModelCatalog, ModelRef};
+use crate::catalog::{ModelCatalog, ModelRef, ScorchOptions};
 use crate::error::Error;
 use crate::features::{FeatureMatrix, accepts};
 use crate::package::{OutputSpec, OutputType};
@@ -253,14 +253,18 @@ impl Scorer {
         };
         let catalog = ModelCatalog::in_config(&args.config_options).unwrap_or(&self.catalog);
         let model_ref = catalog.get(&name)?;
-        let model = self
-            .loader
-            .load_blocking(model_ref)
-            .map_err(|e| Error::ModelUnavailable {
-                name: name.clone(),
-                uri: model_ref.uri.clone(),
-                source: Box::new(e),
-            })?;
+        let unavailable = |e: Error| Error::ModelUnavailable {
+            name: name.clone(),
+            uri: model_ref.uri.clone(),
+            source: Box::new(e),
+        };
+        // The job's device and stores travel in the configuration, to processes that never
+        // saw the job (cluster executors).
+        let loader = match ScorchOptions::in_config(&args.config_options) {
+            Some(options) => self.loader.for_session(options).map_err(unavailable)?,
+            None => self.loader.clone(),
+        };
+        let model = loader.load_blocking(model_ref).map_err(unavailable)?;
 
         let rows = args.number_rows;
         let columns = args.args[1..]

@@ -29,14 +29,25 @@ pub fn cores() -> usize {
 #[derive(Debug)]
 pub struct Lease {
     threads: usize,
+    active: &'static AtomicUsize,
+}
+
+/// The share of `cores` one of `active` concurrent calls gets: at least one thread.
+fn share(cores: usize, active: usize) -> usize {
+    (cores / active.max(1)).max(1)
 }
 
 impl Lease {
     /// Takes a share: the cores divided by the calls running now, at least one.
     pub fn take() -> Self {
-        let active = ACTIVE.fetch_add(1, Ordering::AcqRel) + 1;
+        Self::take_from(&ACTIVE, cores())
+    }
+
+    fn take_from(active: &'static AtomicUsize, cores: usize) -> Self {
+        let now = active.fetch_add(1, Ordering::AcqRel) + 1;
         Self {
-            threads: (cores() / active).max(1),
+            threads: share(cores, now),
+            active,
         }
     }
 
@@ -57,7 +68,7 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        ACTIVE.fetch_sub(1, Ordering::AcqRel);
+        self.active.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -66,11 +77,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn concurrent_calls_split_the_cores() {
-        let first = Lease::take();
-        let second = Lease::take();
-        // Whatever other tests hold, the second lease sees at least two calls running.
-        assert!(first.threads() >= 1);
-        assert!(second.threads() <= (cores() / 2).max(1));
+    fn shares_divide_the_cores_between_concurrent_calls() {
+        assert_eq!(share(2, 1), 2, "a lone call gets every core");
+        assert_eq!(share(2, 2), 1);
+        assert_eq!(share(2, 3), 1, "never zero");
+        assert_eq!(share(8, 3), 2);
+        assert_eq!(share(16, 4), 4);
+    }
+
+    #[test]
+    fn leases_count_while_held() {
+        static CALLS: AtomicUsize = AtomicUsize::new(0);
+        let first = Lease::take_from(&CALLS, 4);
+        assert_eq!(first.threads(), 4);
+        let second = Lease::take_from(&CALLS, 4);
+        assert_eq!(second.threads(), 2);
+        drop(first);
+        drop(second);
+        assert_eq!(CALLS.load(Ordering::Acquire), 0, "released on drop");
+        let third = Lease::take_from(&CALLS, 4);
+        assert_eq!(
+            third.threads(),
+            4,
+            "a call after the others ended gets every core"
+        );
+        assert!(matches!(third.parallelism(), ::gemm::Parallelism::Rayon(4)));
     }
 }
