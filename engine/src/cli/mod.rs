@@ -1,6 +1,6 @@
 //! The `scorch` command line: arguments in, one library call, an exit code out.
 //!
-//! [`args`] parses the command line into the engine's settings; [`print`] writes reports on
+//! [`args`] parses the command line into the engine's settings; [`mod@print`] writes reports on
 //! stdout. This module owns what a scheduler sees: one error line on stderr (or one JSON object
 //! on stdout with `--json`), the exit code of the README's table, and, for a bug, one line
 //! saying so instead of a panic's backtrace.

@@ -10,7 +10,7 @@
 //!   registry (which read the catalog from each task's configuration);
 //! - the `scorch` config extension, registered before the client's settings are applied, so the
 //!   catalog is not dropped on the way;
-//! - codecs for [`StagingWrite`] / [`StagingWriteExec`], which write the output in parallel on
+//! - codecs for [`crate::table::writer::StagingWrite`] / [`crate::table::writer::StagingWriteExec`], which write the output in parallel on
 //!   the executors; everything else goes through Ballista's own codecs;
 //! - object stores built from URLs and each process's environment (credentials, endpoints).
 

@@ -1,7 +1,7 @@
 //! Job files: what a scoring job reads, which models it uses, its SQL and where it writes.
 //!
 //! A job is a TOML file (see the README for the full format) with an inline query or a `.sql`
-//! file beside it. [`file`] reads and checks it section by section: an unknown key, a missing
+//! file beside it. [`mod@file`] reads and checks it section by section: an unknown key, a missing
 //! parameter or a parameter of the wrong type fails before any data is read, naming the key.
 //! [`params`] types and binds the parameters.
 //!

@@ -1,8 +1,8 @@
 //! Planning a job: everything up to the physical plan, with no data read beyond Parquet footers.
 //!
 //! [`prepare`] binds the job's parameters, resolves and verifies its models, registers its
-//! sources, plans the SQL and fingerprints the input files. `scorch explain` ([`explain`]) and
-//! `scorch validate` ([`validate`]) stop there; `scorch run` (`crate::run`) goes on to execute.
+//! sources, plans the SQL and fingerprints the input files. `scorch explain` ([`mod@explain`]) and
+//! `scorch validate` ([`mod@validate`]) stop there; `scorch run` (`crate::run`) goes on to execute.
 //!
 //! - [`session`]: the DataFusion configuration scorch scores with;
 //! - [`sources`]: listing and registering sources;
