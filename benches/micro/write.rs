@@ -110,6 +110,10 @@ fn stamp_and_write(c: &mut Criterion) {
                     metadata: vec![("scorch.job".into(), "bench".into())],
                     prediction_columns: vec!["score".into()],
                     buffer_bytes: 10 << 20,
+                    run_id: "bench".into(),
+                    extension: ".parquet".into(),
+                    max_file_bytes: 256 << 20,
+                    max_open_files: 64,
                 };
                 let exec = Arc::new(StagingWriteExec::new(Arc::clone(&input), spec));
                 runtime

@@ -173,6 +173,38 @@ pub enum Error {
         mode: crate::job::SchemaMode,
     },
 
+    /// A Delta Lake operation failed.
+    #[error("Delta table {output}: cannot {action}")]
+    Delta {
+        /// The table.
+        output: String,
+        /// What scorch was doing.
+        action: String,
+        /// delta-rs' error.
+        #[source]
+        source: Box<deltalake_core::DeltaTableError>,
+    },
+
+    /// Another run committed to the same part of a Delta table first.
+    #[error(
+        "commit conflict on {output}: {reason}; this run published nothing (its files are removed)"
+    )]
+    DeltaConflict {
+        /// The table.
+        output: String,
+        /// What the conflict checker found.
+        reason: String,
+    },
+
+    /// `[output] replace_where` does not fit the output.
+    #[error("output.replace_where `{predicate}`: {message}")]
+    ReplaceWhere {
+        /// The condition as the job gives it.
+        predicate: String,
+        /// What is wrong.
+        message: String,
+    },
+
     /// A command that works on a table was given a location where scorch has not written.
     #[error(
         "no scorch table at {location}: there is no commit log (_scorch/log) and no staged run \
@@ -304,7 +336,10 @@ impl Error {
             | Error::SchemaChange { .. }
             | Error::NotATable { .. }
             | Error::Demo { .. }
+            | Error::ReplaceWhere { .. }
             | Error::Location { .. } => ExitCode::Usage,
+            Error::DeltaConflict { .. } => ExitCode::Conflict,
+            Error::Delta { .. } => ExitCode::Storage,
             Error::UnreadableInput { .. } => ExitCode::InputData,
             Error::Source { .. }
             | Error::MissingColumn { .. }

@@ -207,16 +207,24 @@ fn cluster_output_equals_local_output() {
         assert_ne!(a.run_id, b.run_id);
     }
     assert_eq!(m["data_sha256"], local.json()["data_sha256"]);
-    // The same commit protocol: two versions, nothing left in staging.
+    // The same commit protocol: the table's creation and one version per run, the cluster's
+    // replacing the local run's file; no in-flight record left behind.
     let listing = s3.list(&format!("{}/out/churn_scores", job.folder));
     assert_eq!(
         listing
             .iter()
-            .filter(|p| p.starts_with("_scorch/log/"))
+            .filter(|p| p.starts_with("_delta_log/") && p.ends_with(".json"))
             .count(),
-        2
+        3,
+        "{listing:?}"
     );
-    assert!(!listing.iter().any(|p| p.starts_with("_scorch/staging")));
+    assert!(!listing.iter().any(|p| p.starts_with("_scorch/inflight")));
+    let downloaded = s3.download(&format!("{}/out/churn_scores", job.folder));
+    assert_eq!(
+        data_files(downloaded.path()).len(),
+        1,
+        "the local run's file is replaced: {listing:?}"
+    );
 }
 
 #[test]

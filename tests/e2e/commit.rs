@@ -1,4 +1,4 @@
-//! The commit protocol: idempotent reruns, partition overwrite, crash safety.
+//! The Parquet mode's commit protocol: idempotent reruns, partition overwrite, crash safety.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -16,6 +16,7 @@ fn score(dir: &Path, ds: &str) -> Run {
 #[test]
 fn rerunning_an_interval_replaces_it_exactly() {
     let dir = demo_copy();
+    parquet_mode(dir.path());
     let out = dir.path().join("out/churn_scores");
     let first = score(dir.path(), DAYS[2]);
     first.assert_ok();
@@ -64,6 +65,7 @@ fn rerunning_an_interval_replaces_it_exactly() {
 #[test]
 fn overwrite_leaves_other_partitions_untouched() {
     let dir = demo_copy();
+    parquet_mode(dir.path());
     let out = dir.path().join("out/churn_scores");
     score(dir.path(), DAYS[1]).assert_ok();
     score(dir.path(), DAYS[2]).assert_ok();
@@ -150,6 +152,7 @@ fn sigkill_at_every_step_leaves_the_committed_table_intact() {
     // The outcome a reader must see once publishing is over: the day rescored by the changed
     // job, the other day as it was.
     let reference = demo_copy();
+    parquet_mode(reference.path());
     score(reference.path(), DAYS[1]).assert_ok();
     change_the_predictions(reference.path());
     score(reference.path(), DAYS[2]).assert_ok();
@@ -165,6 +168,7 @@ fn sigkill_at_every_step_leaves_the_committed_table_intact() {
     ];
     for point in before_commit.iter().chain(&after_commit) {
         let dir = demo_copy();
+        parquet_mode(dir.path());
         let out = dir.path().join("out/churn_scores");
         score(dir.path(), DAYS[1]).assert_ok();
         score(dir.path(), DAYS[2]).assert_ok();
@@ -226,7 +230,13 @@ fn sigkill_at_every_step_leaves_the_committed_table_intact() {
         }
 
         // Recovery: gc rolls an interrupted publish forward and removes orphaned staging files.
-        let gc = run(&["gc", out.to_str().expect("utf-8"), "--older-than", "0s"]);
+        let gc = run(&[
+            "gc",
+            out.to_str().expect("utf-8"),
+            "--older-than",
+            "0s",
+            "--apply",
+        ]);
         gc.assert_ok();
         assert!(
             snapshot(&out.join("_scorch/staging")).is_empty(),
@@ -269,6 +279,7 @@ fn sigkill_at_every_step_leaves_the_committed_table_intact() {
 #[test]
 fn sigkill_at_random_moments_never_corrupts_the_table() {
     let dir = demo_copy();
+    parquet_mode(dir.path());
     let out = dir.path().join("out/churn_scores");
     // Small batches on one partition stretch a run so that kills land in every phase.
     let args = [
@@ -300,7 +311,14 @@ fn sigkill_at_random_moments_never_corrupts_the_table() {
         std::thread::sleep(full * percent / 100);
         let _ = child.kill();
         let _ = child.wait();
-        run(&["gc", out.to_str().expect("utf-8"), "--older-than", "0s"]).assert_ok();
+        run(&[
+            "gc",
+            out.to_str().expect("utf-8"),
+            "--older-than",
+            "0s",
+            "--apply",
+        ])
+        .assert_ok();
         let now: Vec<(String, i64, Option<f32>)> = read_scores(&out)
             .into_iter()
             .map(|r| (r.ds, r.customer_id, r.probability))
@@ -320,6 +338,7 @@ fn sigkill_at_random_moments_never_corrupts_the_table() {
 #[test]
 fn append_mode_adds_rows() {
     let dir = demo_copy();
+    parquet_mode(dir.path());
     let job_file = dir.path().join("churn.toml");
     edit(&job_file, "mode = \"overwrite\"", "mode = \"append\"");
     let out = dir.path().join("out/churn_scores");

@@ -52,6 +52,7 @@ fn gc_refuses_a_folder_that_is_not_a_scorch_table() {
 #[test]
 fn gc_keeps_files_no_commit_lists() {
     let dir = demo_copy();
+    parquet_mode(dir.path());
     run(&["run", &job(dir.path()), "--param", &ds(DAYS[1])]).assert_ok();
     run(&["run", &job(dir.path()), "--param", &ds(DAYS[1])]).assert_ok();
     let out = dir.path().join("out/churn_scores");
@@ -60,7 +61,7 @@ fn gc_keeps_files_no_commit_lists() {
     fs::copy(&data_files(&out)[0], &stranger).expect("copy");
     fs::write(out.join("notes.txt"), "hand-made").expect("write");
 
-    let r = run(&["gc", path(&out), "--older-than", "0s"]);
+    let r = run(&["gc", path(&out), "--older-than", "0s", "--apply"]);
     r.assert_ok();
     let report = r.json();
     let unknown: Vec<&str> = report["unknown_files_kept"]

@@ -156,8 +156,15 @@ impl Server {
                 Arc::new(b.build().expect("gcs client"))
             }
             Backend::Azure => {
-                let mut b = MicrosoftAzureBuilder::new().with_container_name("scorch-test");
+                // The tests' own client talks to the emulator's endpoint directly (scorch is run
+                // in emulator mode, which reads the endpoint from AZURITE_BLOB_STORAGE_URL).
+                let mut b = MicrosoftAzureBuilder::new()
+                    .with_container_name("scorch-test")
+                    .with_endpoint(self.endpoint.clone());
                 for (k, v) in &self.env {
+                    if k.starts_with("AZURITE_") || k == "AZURE_STORAGE_USE_EMULATOR" {
+                        continue;
+                    }
                     b = b.with_config(
                         AzureConfigKey::from_str(&k.to_ascii_lowercase()).expect("azure key"),
                         v,

@@ -145,26 +145,20 @@ fn scores_rerun_and_commits(backend: Backend) {
     );
     assert_eq!(second.json()["data_sha256"], first.json()["data_sha256"]);
 
+    // A Delta table: created (version 0), then one entry per run, the second replacing the
+    // first run's file; no run left an in-flight record behind.
     let listing = server.list(&format!("{}/out/churn_scores", job.folder));
-    assert!(
-        listing.iter().any(|p| p == "_SUCCESS"),
-        "{backend:?}: {listing:?}"
-    );
-    assert!(
-        !listing.iter().any(|p| p.starts_with("_scorch/staging")),
-        "{backend:?}: staging left: {listing:?}"
-    );
     assert_eq!(
         listing
             .iter()
-            .filter(|p| p.starts_with("_scorch/log/"))
+            .filter(|p| p.starts_with("_delta_log/") && p.ends_with(".json"))
             .count(),
-        2
-    );
-    assert_eq!(
-        listing.iter().filter(|p| p.ends_with(".parquet")).count(),
-        1,
+        3,
         "{backend:?}: {listing:?}"
+    );
+    assert!(
+        !listing.iter().any(|p| p.starts_with("_scorch/inflight")),
+        "{backend:?}: in-flight record left: {listing:?}"
     );
 
     let log = scorch_on(server)
@@ -172,7 +166,14 @@ fn scores_rerun_and_commits(backend: Backend) {
         .output()
         .expect("log");
     let log: serde_json::Value = serde_json::from_slice(&log.stdout).expect("log json");
-    assert_eq!(log["published_version"], 2);
+    let versions = log["versions"].as_array().expect("versions");
+    assert_eq!(versions.len(), 3, "{log}");
+    assert_eq!(versions[2]["files_removed"], 1, "{log}");
+    assert_eq!(
+        versions[2]["scorch"]["scorch.run_id"],
+        second.json()["run_id"],
+        "{log}"
+    );
 }
 
 /// Two runs race for the same partition, meeting at the commit point (`SCORCH_RENDEZVOUS`), so
@@ -217,14 +218,22 @@ fn concurrent_runs_commit_once(backend: Backend) {
     assert_eq!(
         listing
             .iter()
-            .filter(|p| p.starts_with("_scorch/log/"))
+            .filter(|p| p.starts_with("_delta_log/") && p.ends_with(".json"))
+            .count(),
+        2,
+        "the table's creation and one commit: {listing:?}"
+    );
+    assert_eq!(
+        listing
+            .iter()
+            .filter(|p| p.ends_with(".parquet") && !p.starts_with('_'))
             .count(),
         1,
-        "{listing:?}"
+        "the loser's files are removed: {listing:?}"
     );
     assert!(
-        !listing.iter().any(|p| p.starts_with("_scorch/staging")),
-        "loser left staging files: {listing:?}"
+        !listing.iter().any(|p| p.starts_with("_scorch/inflight")),
+        "loser left its in-flight record: {listing:?}"
     );
     let rows = remote_scores(server, &job.folder);
     let keys: BTreeSet<i64> = rows.iter().map(|r| r.customer_id).collect();

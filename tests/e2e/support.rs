@@ -175,13 +175,68 @@ pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-/// The data files of a table as a directory reader sees them: `*.parquet` outside `_`/`.` folders.
+/// The data files of a table: for a Delta table the files its newest version lists (read from
+/// the log, independently of scorch and delta-rs); for a Parquet folder, what a directory reader
+/// sees (`*.parquet` outside `_`/`.` folders).
 pub fn data_files(table: &Path) -> Vec<PathBuf> {
+    if table.join("_delta_log").is_dir() {
+        return delta_files(table, None);
+    }
     snapshot(table)
         .keys()
         .filter(|k| k.ends_with(".parquet") && !k.split('/').any(|p| p.starts_with(['_', '.'])))
         .map(|k| table.join(k))
         .collect()
+}
+
+/// The files a Delta table's version `version` (default: the newest) lists, replaying the JSON
+/// commits of `_delta_log` (adds minus removes). Paths in the log are URI-encoded once.
+pub fn delta_files(table: &Path, version: Option<u64>) -> Vec<PathBuf> {
+    let mut live = std::collections::BTreeSet::new();
+    for v in 0.. {
+        if version.is_some_and(|last| v > last) {
+            break;
+        }
+        let Ok(text) = fs::read_to_string(table.join(format!("_delta_log/{v:020}.json"))) else {
+            break;
+        };
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let action: serde_json::Value = serde_json::from_str(line).expect("a log line");
+            if let Some(path) = action["add"]["path"].as_str() {
+                live.insert(percent_decode(path));
+            }
+            if let Some(path) = action["remove"]["path"].as_str() {
+                live.remove(&percent_decode(path));
+            }
+        }
+    }
+    live.into_iter().map(|p| table.join(p)).collect()
+}
+
+/// The newest version of a Delta table (its highest log entry).
+pub fn delta_version(table: &Path) -> Option<u64> {
+    (0..)
+        .take_while(|v| table.join(format!("_delta_log/{v:020}.json")).exists())
+        .last()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).expect("utf-8 path")
 }
 
 /// One output row of the churn job.
@@ -306,3 +361,12 @@ pub fn edit(path: &Path, from: &str, to: &str) {
 /// duckdb into it. A machine without them fails these tests, as it should: they are the proof
 /// that other tools read scorch's output.
 pub const PYTHON: &str = "python3";
+
+/// Switches the demo job in `dir` to the Parquet-mode output (a folder with scorch's log).
+pub fn parquet_mode(dir: &Path) {
+    edit(
+        &dir.join("churn.toml"),
+        "mode = \"overwrite\"",
+        "mode = \"overwrite\"\nformat = \"parquet\"",
+    );
+}

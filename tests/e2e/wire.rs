@@ -265,7 +265,7 @@ fn persistent_faults_fail_with_the_storage_code_and_publish_nothing() {
 
     // Every commit attempt fails: the run must stop before publishing anything.
     proxy.fault(
-        r#"{"kind": "status", "status": 503, "count": -1, "method": "PUT", "path": "_scorch/log"}"#,
+        r#"{"kind": "status", "status": 503, "count": -1, "method": "PUT", "path": "_delta_log"}"#,
     );
     let r = run_job(s3, &job.job, DAYS[2]);
     r.assert_code(5);
@@ -377,12 +377,14 @@ fn sigterm_mid_write_aborts_uploads_and_publishes_nothing() {
     assert_eq!(out.code, Some(143), "{}", out.stderr);
     assert!(out.stderr.contains("nothing published"), "{}", out.stderr);
     assert_eq!(open_uploads(s3, &prefix), 0, "multipart uploads left open");
+    // What stays: the run's record and the table's creation (version 0, schema only, no rows).
     let left = s3.list(&table);
     assert!(
         left.iter()
-            .all(|p| p.starts_with("_scorch/runs/") || p.is_empty()),
+            .all(|p| p.starts_with("_scorch/runs/") || p == "_delta_log/00000000000000000000.json"),
         "objects left: {left:?}"
     );
+    assert!(data_files(s3.download(&table).path()).is_empty());
 }
 
 #[test]
@@ -412,7 +414,7 @@ fn a_failed_multipart_write_aborts_its_uploads() {
 }
 
 #[test]
-fn sigkill_leaves_only_staging_which_gc_removes() {
+fn sigkill_leaves_only_uncommitted_files_which_gc_removes() {
     let s3 = server(Backend::S3);
     let job = remote_job(s3, "sigkill", "");
     let r = scorch_on(s3)
@@ -444,12 +446,23 @@ fn sigkill_leaves_only_staging_which_gc_removes() {
         .iter()
         .filter(|p| !committed.contains(p))
         .collect();
+    // What the killed run left: its in-flight record and its uncommitted data files, which no
+    // Delta reader sees (the log is unchanged).
     assert!(
-        !extra.is_empty() && extra.iter().all(|p| p.starts_with("_scorch/staging/")),
+        !extra.is_empty()
+            && extra.iter().all(|p| p.starts_with("_scorch/inflight/")
+                || (p.ends_with(".parquet") && !p.starts_with('_'))),
         "{extra:?}"
     );
-    let gc: Run = scorch_on(s3)
+    let dry: Run = scorch_on(s3)
         .args(["gc", &table, "--older-than", "0s"])
+        .output()
+        .expect("gc")
+        .into();
+    dry.assert_ok();
+    assert_eq!(s3.list(&table), after_kill, "a dry run deletes nothing");
+    let gc: Run = scorch_on(s3)
+        .args(["gc", &table, "--older-than", "0s", "--apply"])
         .output()
         .expect("gc")
         .into();

@@ -280,10 +280,13 @@ def start_azure(work):
         f"BlobEndpoint={endpoint};"
     )
     BlobServiceClient.from_connection_string(conn).create_container(BUCKET)
+    # Emulator mode: the Azure client then lists with client-side offsets, as Azurite ignores
+    # `startFrom` (the Delta log is listed from a version).
     env = {
         "AZURE_STORAGE_ACCOUNT_NAME": AZURITE_ACCOUNT,
         "AZURE_STORAGE_ACCOUNT_KEY": AZURITE_KEY,
-        "AZURE_STORAGE_ENDPOINT": endpoint,
+        "AZURE_STORAGE_USE_EMULATOR": "true",
+        "AZURITE_BLOB_STORAGE_URL": f"http://127.0.0.1:{port}",
         "AZURE_ALLOW_HTTP": "true",
     }
     return proc, {"kind": "azure", "url": f"az://{BUCKET}", "endpoint": endpoint, "env": env}

@@ -20,8 +20,14 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "SCORCH_LOG_FORMAT")]
     pub log_format: LogFormat,
 
-    /// Log filter, e.g. `info`, `debug`, `scorch_engine=debug` (RUST_LOG syntax).
-    #[arg(long, global = true, default_value = "info", env = "SCORCH_LOG")]
+    /// Log filter, e.g. `info`, `debug`, `scorch_engine=debug` (RUST_LOG syntax). The default
+    /// shows scorch's own progress and only warnings from the libraries it runs on.
+    #[arg(
+        long,
+        global = true,
+        default_value = "warn,scorch=info,scorch_engine=info,scorch_udfs=info",
+        env = "SCORCH_LOG"
+    )]
     pub log: String,
 
     /// Only warnings and errors on stderr, and no progress bar (results still go to stdout).
@@ -94,15 +100,36 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Finish an interrupted publish, then delete staging files of dead runs and data files
-    /// that commits replaced, older than a limit. Only ever deletes files the table's log says
-    /// scorch wrote; refuses a folder that is not a scorch table.
+    /// Delete what scorch wrote and no longer needs: files a version replaced longer ago than
+    /// the window (Delta's vacuum), files of runs that died before committing; for Parquet-mode
+    /// tables, first publish what an interrupted run committed. A dry run unless `--apply`.
+    /// Never deletes a file the table's records do not show scorch wrote; refuses a folder that
+    /// is not a scorch table.
     Gc {
         /// The output table (URL or path).
         output: String,
-        /// Age below which staging files are kept (they may belong to a running job): `30m`, `24h`, `7d`.
-        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        /// The retention window: files replaced, and runs started, more recently are kept
+        /// (`30m`, `24h`, `7d`).
+        #[arg(long, default_value = "7d", value_parser = parse_duration)]
         older_than: Duration,
+        /// Delete (and publish); without it, only report what would be done.
+        #[arg(long)]
+        apply: bool,
+        /// Parquet mode: when live files are lost, commit a version without them so the table
+        /// publishes again (their rows are gone either way).
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Compact a Delta table's small files, in the partitions `--where` selects.
+    Optimize {
+        /// The output table (URL or path).
+        output: String,
+        /// Partitions to compact: `ds = '2026-11-27'` (terms `column op value` joined by AND).
+        #[arg(long = "where", value_name = "CONDITION")]
+        condition: Option<String>,
+        /// Size of the files to write (`256MiB`).
+        #[arg(long, default_value = "256MiB")]
+        target_size: String,
     },
     /// Show an output table's commit log.
     Log {

@@ -18,7 +18,6 @@ use scorch_engine::demo::{self, DemoOptions};
 use scorch_engine::process::{allocator, shutdown};
 use scorch_engine::store::StoreRegistry;
 use scorch_engine::store::location::Location;
-use scorch_engine::table::Table;
 use scorch_engine::{Error, ExitCode, JobSpec, RunOptions};
 
 use args::{Cli, Command, LogFormat, ModelCommand};
@@ -193,7 +192,9 @@ impl Command {
     }
 }
 
-fn open_table(output: &str) -> Result<Table, Error> {
+fn open_location(
+    output: &str,
+) -> Result<(Location, std::sync::Arc<dyn object_store::ObjectStore>), Error> {
     let cwd = std::env::current_dir().map_err(|source| Error::Io {
         path: ".".into(),
         source,
@@ -203,7 +204,7 @@ fn open_table(output: &str) -> Result<Table, Error> {
         message,
     })?;
     let store = StoreRegistry::new().store(&location)?;
-    Ok(Table::new(location, store))
+    Ok((location, store))
 }
 
 async fn dispatch(command: Command, quiet: bool) -> Result<(), Error> {
@@ -255,12 +256,66 @@ async fn dispatch(command: Command, quiet: bool) -> Result<(), Error> {
             };
             run_demo(options, skip_run, quiet).await?
         }
-        Command::Gc { output, older_than } => {
-            let table = open_table(&output)?;
-            print::json(&table.gc(older_than).await?);
+        Command::Gc {
+            output,
+            older_than,
+            apply,
+            repair,
+        } => {
+            let (location, store) = open_location(&output)?;
+            let options = scorch_engine::table::GcOptions {
+                older_than,
+                apply,
+                repair,
+            };
+            print::json(&scorch_engine::table::gc::gc(&location, store, options).await?);
+        }
+        Command::Optimize {
+            output,
+            condition,
+            target_size,
+        } => {
+            let (location, store) = open_location(&output)?;
+            let filters = match &condition {
+                Some(text) => {
+                    scorch_engine::table::delta::parse_filters(text).map_err(|message| {
+                        Error::Location {
+                            location: text.clone(),
+                            message,
+                        }
+                    })?
+                }
+                None => Vec::new(),
+            };
+            let target_size =
+                scorch_engine::job::parse_size_text(&target_size).map_err(|message| {
+                    Error::Location {
+                        location: target_size.clone(),
+                        message,
+                    }
+                })?;
+            let table = match scorch_engine::table::target::detect(&location, &store).await? {
+                Some(scorch_engine::job::OutputFormat::Delta) => {
+                    scorch_engine::table::delta::DeltaTable::open(location, store).await?
+                }
+                Some(_) => {
+                    return Err(Error::Location {
+                        location: location.to_string(),
+                        message: "optimize compacts Delta tables; this one is a Parquet folder"
+                            .into(),
+                    });
+                }
+                None => {
+                    return Err(Error::NotATable {
+                        location: location.to_string(),
+                    });
+                }
+            };
+            print::json(&table.optimize(&filters, target_size).await?);
         }
         Command::Log { output, json } => {
-            let history = open_table(&output)?.history().await?;
+            let (location, store) = open_location(&output)?;
+            let history = scorch_engine::table::target::history(&location, store).await?;
             if json {
                 print::json(&history);
             } else {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use scorch_engine::plan::{ExplainReport, ValidateReport};
 use scorch_engine::run::RunReport;
-use scorch_engine::table::TableHistory;
+use scorch_engine::table::target::History;
 
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
 
@@ -203,29 +203,55 @@ pub fn validate(report: &ValidateReport) {
     }
 }
 
-/// A table's commit history.
-pub fn history(history: &TableHistory) {
-    outln!("table {}", history.table);
-    outln!(
-        "published version: {}",
-        history.published_version.map_or(
-            "none (a publish is in progress or was interrupted)".to_string(),
-            |v| v.to_string()
-        )
-    );
-    for c in &history.commits {
-        let rows: u64 = c.add.iter().map(|a| a.file.rows).sum();
-        outln!(
-            "  v{:<4} {}  {:<9} run {}  +{} files ({} rows) -{} files  partitions: {}",
-            c.version,
-            c.committed_at.format("%Y-%m-%d %H:%M:%S"),
-            c.mode.to_string(),
-            c.run_id,
-            c.add.len(),
-            rows,
-            c.remove.len(),
-            c.partitions.join(", ")
-        );
+/// A table's history.
+pub fn history(history: &History) {
+    match history {
+        History::Parquet(h) => {
+            outln!("table {} (parquet)", h.table);
+            outln!(
+                "published version: {}",
+                h.published_version.map_or(
+                    "none (a publish is in progress or was interrupted)".to_string(),
+                    |v| v.to_string()
+                )
+            );
+            for c in &h.commits {
+                let rows: u64 = c.add.iter().map(|a| a.file.rows).sum();
+                outln!(
+                    "  v{:<4} {}  {:<9} run {}  +{} files ({} rows) -{} files  partitions: {}",
+                    c.version,
+                    c.committed_at.format("%Y-%m-%d %H:%M:%S"),
+                    c.mode.to_string(),
+                    c.run_id,
+                    c.add.len(),
+                    rows,
+                    c.remove.len(),
+                    c.partitions.join(", ")
+                );
+            }
+        }
+        History::Delta { table, versions } => {
+            outln!("table {table} (delta)");
+            for v in versions {
+                let run = v
+                    .scorch
+                    .get(scorch_engine::table::delta::RUN_ID_KEY)
+                    .and_then(|r| r.as_str())
+                    .map(|r| format!("  run {r}"))
+                    .unwrap_or_default();
+                outln!(
+                    "  v{:<4} {}  {:<12}{run}  +{} files ({} rows) -{} files",
+                    v.version,
+                    v.timestamp
+                        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    v.operation.as_deref().unwrap_or("-"),
+                    v.files_added,
+                    v.rows_added,
+                    v.files_removed,
+                );
+            }
+        }
     }
 }
 

@@ -15,7 +15,11 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 
+use crate::plan::delta_source::{DeltaSource, DeltaSourceSpec};
 use crate::table::writer::{StagingWrite, StagingWriteExec, WriteSpec};
+
+/// Marks a serialised [`DeltaSource`] (followed by its spec as JSON).
+const DELTA_SOURCE_MAGIC: &[u8] = b"scorch.delta-source.v1\0";
 
 /// Marks a serialised [`StagingWrite`] or [`StagingWriteExec`] (followed by its spec as JSON).
 const WRITE_MAGIC: &[u8] = b"scorch.write.v1\0";
@@ -73,8 +77,16 @@ impl LogicalExtensionCodec for ScorchLogicalCodec {
         schema: SchemaRef,
         ctx: &TaskContext,
     ) -> Result<Arc<dyn TableProvider>> {
-        self.inner
-            .try_decode_table_provider(buf, table_ref, schema, ctx)
+        match buf.strip_prefix(DELTA_SOURCE_MAGIC) {
+            Some(json) => {
+                let spec: DeltaSourceSpec = serde_json::from_slice(json)
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                Ok(Arc::new(DeltaSource::try_new(spec)?))
+            }
+            None => self
+                .inner
+                .try_decode_table_provider(buf, table_ref, schema, ctx),
+        }
     }
 
     fn try_encode_table_provider(
@@ -83,7 +95,14 @@ impl LogicalExtensionCodec for ScorchLogicalCodec {
         node: Arc<dyn TableProvider>,
         buf: &mut Vec<u8>,
     ) -> Result<()> {
-        self.inner.try_encode_table_provider(table_ref, node, buf)
+        match (node.as_ref() as &dyn std::any::Any).downcast_ref::<DeltaSource>() {
+            Some(delta) => {
+                buf.extend_from_slice(DELTA_SOURCE_MAGIC);
+                serde_json::to_writer(buf, delta.spec())
+                    .map_err(|e| DataFusionError::External(Box::new(e)))
+            }
+            None => self.inner.try_encode_table_provider(table_ref, node, buf),
+        }
     }
 
     fn try_decode_file_format(
@@ -204,6 +223,10 @@ mod tests {
             metadata: vec![("scorch.run_id".into(), "r".into())],
             prediction_columns: vec!["p".into()],
             buffer_bytes: 1 << 20,
+            run_id: "r".into(),
+            extension: ".parquet".into(),
+            max_file_bytes: 1 << 28,
+            max_open_files: 64,
         };
         let mut buf = Vec::new();
         encode_spec(&spec, &mut buf).expect("encodes");

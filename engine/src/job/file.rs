@@ -10,8 +10,8 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::job::params::{Param, ParamType};
 use crate::job::{
-    Checks, Execution, JobSpec, ModelDecl, Output, PartitionColumn, SchemaMode, Source, WriteMode,
-    check_at_least_one,
+    Checks, DEFAULT_TARGET_FILE_SIZE, Execution, JobSpec, ModelDecl, Output, OutputFormat,
+    PartitionColumn, SchemaMode, Source, SourceFormat, WriteMode, check_at_least_one,
 };
 use crate::store::StoreOptions;
 use crate::store::location::Location;
@@ -62,6 +62,10 @@ struct SourceSection {
     format: String,
     #[serde(default)]
     partition_columns: Option<Vec<PartitionColumnSection>>,
+    #[serde(default)]
+    version: Option<u64>,
+    #[serde(default)]
+    timestamp: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,8 +100,8 @@ struct QuerySection {
 #[serde(deny_unknown_fields)]
 struct OutputSection {
     url: String,
-    #[serde(default = "parquet")]
-    format: String,
+    #[serde(default)]
+    format: OutputFormat,
     #[serde(default)]
     partition_by: Vec<String>,
     #[serde(default)]
@@ -106,6 +110,12 @@ struct OutputSection {
     compression: String,
     #[serde(default)]
     schema_mode: SchemaMode,
+    #[serde(default)]
+    replace_where: Option<String>,
+    #[serde(default)]
+    key: Vec<String>,
+    #[serde(default)]
+    target_file_size: Option<toml::Value>,
 }
 
 fn parquet() -> String {
@@ -163,12 +173,53 @@ impl Converter<'_> {
         let mut sources = Vec::new();
         for (name, s) in sections {
             check_identifier(&name).map_err(|m| self.error(format!("sources.{name}: {m}")))?;
-            if s.format != "parquet" {
-                return Err(self.error(format!(
-                    "sources.{name}.format: `{}` is not supported (expected `parquet`)",
-                    s.format
-                )));
-            }
+            let format = match s.format.as_str() {
+                "parquet" => {
+                    if s.version.is_some() || s.timestamp.is_some() {
+                        return Err(self.error(format!(
+                            "sources.{name}: `version` and `timestamp` are for format = \"delta\""
+                        )));
+                    }
+                    SourceFormat::Parquet
+                }
+                "delta" => {
+                    let timestamp = s
+                        .timestamp
+                        .map(|t| {
+                            let text = match &t {
+                                toml::Value::String(s) => s.clone(),
+                                other => other.to_string(),
+                            };
+                            chrono::DateTime::parse_from_rfc3339(text.trim())
+                                .map(|d| d.with_timezone(&chrono::Utc))
+                                .map_err(|_| {
+                                    self.error(format!(
+                                        "sources.{name}.timestamp: `{text}` is not an RFC 3339 instant such as 2026-11-27T00:00:00Z"
+                                    ))
+                                })
+                        })
+                        .transpose()?;
+                    if s.version.is_some() && timestamp.is_some() {
+                        return Err(self.error(format!(
+                            "sources.{name}: give `version` or `timestamp`, not both"
+                        )));
+                    }
+                    if s.partition_columns.is_some() {
+                        return Err(self.error(format!(
+                            "sources.{name}.partition_columns: a Delta table declares its own partition columns"
+                        )));
+                    }
+                    SourceFormat::Delta {
+                        version: s.version,
+                        timestamp,
+                    }
+                }
+                other => {
+                    return Err(self.error(format!(
+                        "sources.{name}.format: `{other}` is not supported (expected `parquet` or `delta`)"
+                    )));
+                }
+            };
             let location = self.location(&format!("sources.{name}.url"), &s.url)?;
             let partition_columns = s.partition_columns.map(|cols| {
                 cols.into_iter()
@@ -185,7 +236,8 @@ impl Converter<'_> {
             });
             sources.push(Source {
                 name,
-                single_file: names_a_file(&s.url),
+                single_file: format == SourceFormat::Parquet && names_a_file(&s.url),
+                format,
                 location,
                 partition_columns,
             });
@@ -244,23 +296,60 @@ impl Converter<'_> {
     }
 
     fn output(&self, o: OutputSection) -> Result<Output> {
-        if o.format != "parquet" {
-            return Err(self.error(format!(
-                "output.format: `{}` is not supported (expected `parquet`)",
-                o.format
-            )));
-        }
-        for col in &o.partition_by {
-            check_identifier(col).map_err(|m| self.error(format!("output.partition_by: {m}")))?;
+        for col in o.partition_by.iter().chain(&o.key) {
+            check_identifier(col).map_err(|m| self.error(format!("output: {m}")))?;
         }
         check_compression(&o.compression)
             .map_err(|m| self.error(format!("output.compression: {m}")))?;
+        match (o.mode, o.format) {
+            (WriteMode::Merge, OutputFormat::Parquet) => {
+                return Err(self.error(
+                    "output.mode = \"merge\" needs format = \"delta\": a Parquet folder cannot replace single rows".into(),
+                ));
+            }
+            (WriteMode::Merge, _) if o.key.is_empty() => {
+                return Err(self.error(
+                    "output.mode = \"merge\" needs `key`, the columns that identify a row (key = [\"customer_id\"])".into(),
+                ));
+            }
+            (WriteMode::Merge, _) => {}
+            (_, _) if !o.key.is_empty() => {
+                return Err(self.error(format!(
+                    "output.key is for mode = \"merge\" (mode is \"{}\")",
+                    o.mode
+                )));
+            }
+            _ => {}
+        }
+        if o.replace_where.is_some() {
+            if o.mode != WriteMode::Overwrite {
+                return Err(self.error(format!(
+                    "output.replace_where is for mode = \"overwrite\" (mode is \"{}\")",
+                    o.mode
+                )));
+            }
+            if o.partition_by.is_empty() {
+                return Err(self.error(
+                    "output.replace_where needs partition_by: it selects partitions to replace"
+                        .into(),
+                ));
+            }
+        }
+        let target_file_size = match &o.target_file_size {
+            None => DEFAULT_TARGET_FILE_SIZE,
+            Some(value) => parse_size(value)
+                .map_err(|m| self.error(format!("output.target_file_size: {m}")))?,
+        };
         Ok(Output {
             location: self.location("output.url", &o.url)?,
             partition_by: o.partition_by,
             mode: o.mode,
             compression: o.compression,
             schema_mode: o.schema_mode,
+            format: o.format,
+            replace_where: o.replace_where,
+            key: o.key,
+            target_file_size,
         })
     }
 
@@ -366,6 +455,51 @@ pub(super) fn convert(text: &str, path: &Path) -> Result<JobSpec> {
 fn names_a_file(url: &str) -> bool {
     let url = url.trim();
     !url.ends_with('/') && url.ends_with(".parquet")
+}
+
+/// A size in bytes: a number, or text with a unit (`256MiB`, `1GiB`, `64MB`).
+fn parse_size(value: &toml::Value) -> std::result::Result<u64, String> {
+    match value {
+        toml::Value::Integer(n) if *n > 0 => check_size(*n as u64),
+        toml::Value::String(text) => parse_size_text(text),
+        other => Err(format!("expected a size such as 256MiB, got {other}")),
+    }
+}
+
+fn check_size(bytes: u64) -> std::result::Result<u64, String> {
+    if bytes < 1 << 20 {
+        return Err(format!("{bytes} bytes is below the 1 MiB minimum"));
+    }
+    Ok(bytes)
+}
+
+/// A size given as text: `256MiB`, `1GiB`, `64MB`, or a number of bytes.
+pub fn parse_size_text(text: &str) -> std::result::Result<u64, String> {
+    let bytes = {
+        let t = text.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (number, unit) = t.split_at(split);
+        let n: u64 = number
+            .parse()
+            .map_err(|_| format!("`{text}` is not a size such as 256MiB"))?;
+        let factor: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KB" => 1_000,
+            "KiB" => 1 << 10,
+            "MB" => 1_000_000,
+            "MiB" => 1 << 20,
+            "GB" => 1_000_000_000,
+            "GiB" => 1 << 30,
+            other => {
+                return Err(format!(
+                    "`{text}`: unknown unit `{other}` (B, KiB, MiB, GiB, KB, MB, GB)"
+                ));
+            }
+        };
+        n.checked_mul(factor)
+            .ok_or_else(|| format!("`{text}` is too large"))?
+    };
+    check_size(bytes)
 }
 
 pub(super) fn check_identifier(name: &str) -> std::result::Result<(), String> {

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use file::parse_size_text;
 pub use params::{BoundParams, Param, ParamType, Unbound, parse_param_arg};
 
 use crate::error::{Error, Result};
@@ -26,12 +27,15 @@ use crate::store::location::Location;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WriteMode {
-    /// Replace exactly the partitions the run produced (the whole table when unpartitioned);
-    /// other partitions stay. Reruns of an interval are idempotent.
+    /// Replace what the run covers: the rows `replace_where` selects when the job declares it,
+    /// else exactly the partitions the run produced (the whole table when unpartitioned); other
+    /// partitions stay. Reruns of an interval are idempotent.
     #[default]
     Overwrite,
-    /// Add the run's files to the table.
+    /// Add the run's rows. On Delta tables a retried run that already committed adds nothing.
     Append,
+    /// Upsert by `key`: rows whose key exists are replaced, others inserted (Delta only).
+    Merge,
 }
 
 impl fmt::Display for WriteMode {
@@ -39,8 +43,45 @@ impl fmt::Display for WriteMode {
         f.write_str(match self {
             WriteMode::Overwrite => "overwrite",
             WriteMode::Append => "append",
+            WriteMode::Merge => "merge",
         })
     }
+}
+
+/// The table format of an output (`[output] format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// A Delta Lake table (the default): one atomic log entry per run, snapshot reads and time
+    /// travel for every Delta reader.
+    #[default]
+    Delta,
+    /// A Hive-partitioned Parquet folder with scorch's own log, for readers that only know
+    /// folders.
+    Parquet,
+}
+
+impl fmt::Display for OutputFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OutputFormat::Delta => "delta",
+            OutputFormat::Parquet => "parquet",
+        })
+    }
+}
+
+/// The format of a source (`[sources.x] format`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceFormat {
+    /// Parquet files in a folder (Hive partitions), or one file.
+    Parquet,
+    /// A Delta Lake table, at its newest version or the one asked for.
+    Delta {
+        /// A version to read (time travel).
+        version: Option<u64>,
+        /// Or the version current at this instant.
+        timestamp: Option<chrono::DateTime<chrono::Utc>>,
+    },
 }
 
 /// Whether a run may change the schema the table has committed (`[output] schema_mode`).
@@ -133,6 +174,8 @@ pub struct Source {
     pub location: Location,
     /// Whether the URL names one Parquet file rather than a folder.
     pub single_file: bool,
+    /// Parquet files or a Delta table.
+    pub format: SourceFormat,
     /// Hive partition columns; `None` to discover them from the directory names (as strings).
     pub partition_columns: Option<Vec<PartitionColumn>>,
 }
@@ -161,7 +204,19 @@ pub struct Output {
     pub compression: String,
     /// Whether a run may change the table's committed schema.
     pub schema_mode: SchemaMode,
+    /// Delta Lake (default) or a Parquet folder.
+    pub format: OutputFormat,
+    /// What an overwrite replaces, as SQL over the partition columns with the job's parameters
+    /// (`ds = $ds`); without it, the partitions the run wrote.
+    pub replace_where: Option<String>,
+    /// The key columns of a merge.
+    pub key: Vec<String>,
+    /// Bytes after which a data file is closed and the next one started.
+    pub target_file_size: u64,
 }
+
+/// Default [`Output::target_file_size`]: 256 MiB.
+pub const DEFAULT_TARGET_FILE_SIZE: u64 = 256 * 1024 * 1024;
 
 /// A validated job.
 #[derive(Debug, Clone, PartialEq)]

@@ -13,6 +13,7 @@
 //!
 //! Invariant: planning never writes.
 
+pub mod delta_source;
 pub mod explain;
 pub mod models;
 pub mod output;

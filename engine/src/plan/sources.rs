@@ -18,7 +18,8 @@ use object_store::{ObjectMeta, ObjectStore};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::job::{ParamType, Source};
+use crate::job::{ParamType, Source, SourceFormat};
+use crate::plan::delta_source;
 use crate::plan::scan::read_footer;
 use crate::store::StoreRegistry;
 
@@ -33,6 +34,9 @@ pub struct SourceListing {
     pub files: u64,
     /// Their bytes.
     pub bytes: u64,
+    /// The version read, for a Delta source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta_version: Option<u64>,
     /// The files themselves (to name one that turns out unreadable).
     #[serde(skip)]
     pub objects: Vec<ObjectMeta>,
@@ -49,7 +53,7 @@ impl Source {
     }
 }
 
-/// Registers a source as a listing table and returns what it holds.
+/// Registers a source and returns what it holds.
 pub async fn register_source(
     ctx: &SessionContext,
     stores: &StoreRegistry,
@@ -57,6 +61,9 @@ pub async fn register_source(
 ) -> Result<SourceListing> {
     stores.register_with(ctx.runtime_env().as_ref(), &source.location)?;
     let store = stores.store(&source.location)?;
+    if let SourceFormat::Delta { version, timestamp } = &source.format {
+        return register_delta(ctx, store, source, *version, *timestamp).await;
+    }
     let source_error = |message: String| Error::Source {
         name: source.name.clone(),
         url: source.scan_url(),
@@ -139,8 +146,61 @@ pub async fn register_source(
         url: source.scan_url(),
         files: files.len() as u64,
         bytes: files.iter().map(|f| f.size).sum(),
+        delta_version: None,
         objects: files,
     })
+}
+
+/// Registers a Delta source: its snapshot (the version or instant asked for, else the newest).
+async fn register_delta(
+    ctx: &SessionContext,
+    store: Arc<dyn ObjectStore>,
+    source: &Source,
+    version: Option<u64>,
+    timestamp: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<SourceListing> {
+    let source_error = |message: String| Error::Source {
+        name: source.name.clone(),
+        url: source.location.to_string(),
+        message,
+    };
+    let spec = delta_source::snapshot(&source.location, store, version, timestamp)
+        .await
+        .map_err(|e| match e {
+            deltalake_core::DeltaTableError::ObjectStore { source: inner } => Error::Storage {
+                action: "read Delta table",
+                location: source.location.to_string(),
+                source: inner,
+            },
+            other => source_error(format!("cannot read the Delta table: {other}")),
+        })?
+        .ok_or_else(|| source_error("no Delta table here (no _delta_log)".into()))?;
+    let objects: Vec<ObjectMeta> = spec
+        .files
+        .iter()
+        .filter_map(|f| {
+            Some(ObjectMeta {
+                location: object_store::path::Path::parse(&f.path).ok()?,
+                last_modified: f.modified,
+                size: f.size,
+                e_tag: None,
+                version: None,
+            })
+        })
+        .collect();
+    let listing = SourceListing {
+        name: source.name.clone(),
+        url: source.location.to_string(),
+        files: spec.files.len() as u64,
+        bytes: spec.files.iter().map(|f| f.size).sum(),
+        delta_version: Some(spec.version),
+        objects,
+    };
+    let provider =
+        delta_source::DeltaSource::try_new(spec).map_err(|e| source_error(e.to_string()))?;
+    ctx.register_table(source.name.as_str(), Arc::new(provider))
+        .map_err(|e| source_error(e.to_string()))?;
+    Ok(listing)
 }
 
 /// Tells a missing folder from an empty one, and one holding other files, in words.

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::job::{JobSpec, Unbound};
 use crate::plan::{RunOptions, output, prepare_with};
 use crate::run::manifest::ModelUse;
-use crate::table::Table;
+use crate::table::target::Target;
 
 /// What `scorch validate` checked.
 #[derive(Debug, Clone, Serialize)]
@@ -37,10 +37,11 @@ pub async fn validate(job: &JobSpec, options: &RunOptions) -> Result<ValidateRep
     let prepared = prepare_with(job, options, Unbound::Null).await?;
     let schema = prepared.query.schema();
     output::check_columns(job, schema)?;
-    let table_schema = output::table_schema(schema);
+    let stamped = output::stamped_arrow_schema(schema);
     let store = prepared.stores.store(&job.output.location)?;
-    let table = Table::new(job.output.location.clone(), store);
-    output::check_table(job, &table, &table_schema).await?;
+    let target = Target::open(&job.output.location, job.output.format, store).await?;
+    output::check_table(job, &target, &stamped).await?;
+    let table_schema = output::table_schema(job.output.format, &stamped)?;
 
     let mut sources = BTreeMap::new();
     for source in &job.sources {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use scorch_udfs::cache::PackageSource;
 
-use crate::job::WriteMode;
+use crate::job::{OutputFormat, WriteMode};
 use crate::plan::scan::{InputFile, ScanMetrics};
 use crate::run::checks::CheckResult;
 use crate::store::metered::IoStats;
@@ -23,6 +23,9 @@ pub enum RunStatus {
     Committed,
     /// A quality gate failed; nothing was published.
     RejectedByChecks,
+    /// An append of this job and these parameters was committed before (a retry): nothing was
+    /// written again.
+    AlreadyCommitted,
 }
 
 /// A model a run used.
@@ -75,7 +78,10 @@ pub struct Timings {
 pub struct OutputSummary {
     /// Table root.
     pub url: String,
-    /// Overwrite or append.
+    /// Delta or Parquet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<OutputFormat>,
+    /// Overwrite, append or merge.
     pub mode: Option<WriteMode>,
     /// Partitions written.
     pub partitions: Vec<String>,

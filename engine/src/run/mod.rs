@@ -1,21 +1,23 @@
 //! Running a job: score, stage, check, commit, publish.
 //!
 //! [`run`] plans the job ([`crate::plan`]), checks the output against the table, writes the
-//! stamped rows under the run's staging prefix ([`crate::table::writer`]), evaluates the quality
-//! gates ([`checks`]) and commits through [`Table`]. Until the commit point a stop request
-//! cancels the run and removes what it staged; after it, the run finishes publishing.
+//! stamped rows ([`crate::table::writer`]), evaluates the quality gates ([`checks`]) and
+//! commits ([`commit`]): one Delta log entry, or scorch's log entry and a publish for the Parquet
+//! mode. Until the commit point a stop request cancels the run and removes what it wrote; after
+//! it, the run finishes.
 //!
 //! - [`stamps`]: the traceability columns and footer metadata;
 //! - [`checks`]: quality gates;
+//! - [`commit`]: committing a staged run, per table format;
 //! - [`manifest`]: the run's audit record;
 //! - [`progress`]: row counting and the progress bar.
 
 pub mod checks;
+pub mod commit;
 pub mod manifest;
 pub mod progress;
 pub mod stamps;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
@@ -27,15 +29,15 @@ use datafusion::error::DataFusionError;
 use datafusion::physical_plan::collect;
 use datafusion::prelude::lit;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::job::JobSpec;
+use crate::job::{JobSpec, OutputFormat, WriteMode};
 use crate::plan::{Prepared, RunOptions, output, prepare, scan, sources};
 use crate::process::{failpoint, shutdown};
 use crate::store::location::Location;
-use crate::table::schema::TableSchema;
+use crate::table::target::Target;
 use crate::table::writer::{StagingWrite, WriteSpec};
-use crate::table::{CommitRequest, DataFile, StagedFile, Table, data_file_path};
 use manifest::{
     ModelUse, OutputSummary, RowCounts, RunManifest, RunStatus, SCORCH_VERSION, Timings,
 };
@@ -44,6 +46,10 @@ use stamps::Stamps;
 
 /// Bytes an output writer buffers before it switches to a multipart upload.
 const DEFAULT_WRITE_BUFFER: usize = 10 * 1024 * 1024;
+
+/// Files one writer task keeps open at once (a high-cardinality `partition_by` closes the least
+/// recently written instead of opening more).
+const MAX_OPEN_FILES: usize = 64;
 
 /// The result of a committed run.
 #[derive(Debug, Clone, Serialize)]
@@ -56,38 +62,126 @@ pub struct RunReport {
     pub rows_per_second: f64,
 }
 
+/// One file a writer reported.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Reported {
+    /// Path relative to where the writers wrote.
+    pub path: String,
+    /// Its partition folder (`ds=2026-11-27`, values percent-encoded).
+    pub partition: String,
+    /// Rows.
+    pub rows: u64,
+    /// Bytes.
+    pub bytes: u64,
+    /// Rows with a NULL prediction.
+    pub unscored: u64,
+    /// Delta statistics (JSON).
+    pub stats: String,
+}
+
+/// A run's output, written and checked, not yet committed.
+pub struct Staged {
+    /// The manifest so far.
+    pub manifest: RunManifest,
+    /// The files the writers reported (with rows).
+    pub files: Vec<Reported>,
+    /// Where they are.
+    pub written_to: Location,
+    /// The output schema, as Arrow types (stamps included).
+    pub schema: arrow::datatypes::SchemaRef,
+    /// Time spent executing.
+    pub execute_time: Duration,
+    /// When committing started.
+    pub commit_started: Instant,
+}
+
+/// The application transaction of an append: one id per job and parameter values, so that a
+/// retried run of the same interval is recognised as already committed.
+pub fn append_transaction(prepared: &Prepared) -> String {
+    let mut hasher = Sha256::new();
+    for (name, value) in &prepared.params {
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+        hasher.update(value.to_string().as_bytes());
+        hasher.update([0]);
+    }
+    format!(
+        "scorch/{}/{}",
+        prepared.job.name,
+        &hex::encode(hasher.finalize())[..16]
+    )
+}
+
 /// Runs a job to a committed, published table.
 pub async fn run(job: &JobSpec, options: &RunOptions) -> Result<RunReport> {
     let started = Instant::now();
     let started_at = Utc::now();
     let prepared = prepare(job, options).await?;
     let store = prepared.stores.store(&job.output.location)?;
-    let table = Table::new(job.output.location.clone(), Arc::clone(&store));
     let query_schema = prepared.query.schema();
     output::check_columns(job, query_schema)?;
-    let table_schema = output::table_schema(query_schema);
-    output::check_table(job, &table, &table_schema).await?;
-    let recovered = table.recover().await?;
-    let base = table.latest_version().await?;
+    let mut target = Target::open(&job.output.location, job.output.format, store).await?;
+    let stamped_schema = output::stamped_arrow_schema(query_schema);
+    let schema_changes = output::check_table(job, &target, &stamped_schema).await?;
+    let recovered = match &target {
+        Target::Parquet(table) => table.recover().await?,
+        Target::Delta(_) => None,
+    };
     let run_id = uuid::Uuid::now_v7().to_string();
-    tracing::info!(job = %job.name, run_id = %run_id, output = %job.output.location, "run started");
-
     let stamps = Stamps::new(&prepared, &run_id, started_at);
-    let staging = table.staging(&run_id);
+
+    if let Target::Delta(table) = &target
+        && job.output.mode == WriteMode::Append
+    {
+        let app_id = append_transaction(&prepared);
+        if let Some(version) = table.transaction_version(&app_id).await? {
+            tracing::info!(job = %job.name, app_id, "already committed: this job and these parameters were appended before; nothing to do");
+            let mut manifest = base_manifest(&prepared, &stamps, started_at);
+            manifest.status = RunStatus::AlreadyCommitted;
+            manifest.output.version = table.version();
+            manifest.timings.total_ms = millis(started.elapsed());
+            let _ = version;
+            return Ok(RunReport {
+                manifest,
+                recovered,
+                rows_per_second: 0.0,
+            });
+        }
+    }
+
+    if let Target::Delta(table) = &mut target {
+        table
+            .create_if_missing(&commit::nullable(&stamped_schema), &job.output.partition_by)
+            .await?;
+    }
+    tracing::info!(job = %job.name, run_id = %run_id, output = %job.output.location, format = %job.output.format, "run started");
+    let (write_location, extension) = target.write_location(&run_id, job.output.mode);
+    if let Target::Delta(table) = &target {
+        table
+            .mark_inflight(
+                &run_id,
+                &serde_json::json!({
+                    "run_id": run_id,
+                    "job": job.name,
+                    "started_at": started_at,
+                    "files": format!("data files named part-*-{run_id}-*"),
+                }),
+            )
+            .await?;
+    }
     // Until the commit point a stop request cancels the run: dropping the staging future
     // cancels the writers, whose abandoned multipart uploads are then aborted.
     let staged = tokio::select! {
-        staged = stage(&prepared, &table, &stamps, started_at) => staged,
+        staged = stage(&prepared, &target, &stamps, started_at, &write_location, extension) => staged,
         signal = shutdown::stop_requested() => Err(Error::Interrupted { signal }),
     };
     let outcome = match staged {
         Ok(staged) => {
-            commit_and_publish(
+            commit::commit(
                 &prepared,
-                &table,
-                base,
+                &mut target,
                 &stamps,
-                &table_schema,
+                schema_changes,
                 staged,
                 started,
             )
@@ -106,33 +200,77 @@ pub async fn run(job: &JobSpec, options: &RunOptions) -> Result<RunReport> {
             if aborted > 0 {
                 tracing::info!(uploads = aborted, "aborted unfinished multipart uploads");
             }
-            if !committed && let Err(cleanup) = table.remove_prefix(&staging).await {
-                tracing::warn!(error = %cleanup, staging = %staging, "could not remove this run's staged files; `scorch gc` will");
+            if !committed {
+                commit::clean_up(&target, &run_id, &write_location).await;
             }
             Err(e)
         }
     }
 }
 
-/// A run's output, staged and checked, not yet committed.
-struct Staged {
-    manifest: RunManifest,
-    files: Vec<StagedFile>,
-    partitions: BTreeSet<String>,
-    execute_time: Duration,
-    commit_started: Instant,
+/// The manifest of a run before it executes: job, parameters, models, inputs.
+fn base_manifest(prepared: &Prepared, stamps: &Stamps, started_at: DateTime<Utc>) -> RunManifest {
+    let job = &prepared.job;
+    RunManifest {
+        scorch_version: SCORCH_VERSION.to_string(),
+        run_id: stamps.run_id.clone(),
+        status: RunStatus::Committed,
+        job: job.name.clone(),
+        job_file: job.path.display().to_string(),
+        started_at,
+        finished_at: Utc::now(),
+        params: prepared
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect(),
+        sql: job.sql.clone(),
+        models: prepared
+            .models_used
+            .iter()
+            .filter_map(|n| prepared.catalog.get(n).ok())
+            .map(|m| ModelUse {
+                name: m.name.clone(),
+                uri: m.uri.clone(),
+                version: m.version.clone(),
+                sha256: m.sha256.clone(),
+                format: m.format.to_string(),
+                source: prepared.package_sources.get(&m.name).copied(),
+            })
+            .collect(),
+        data_sha256: prepared.data_sha256.clone(),
+        inputs: prepared.input_files(),
+        rows: RowCounts::default(),
+        scan: Default::default(),
+        source_files_total: prepared.listings.iter().map(|l| l.files).sum(),
+        output: OutputSummary {
+            url: job.output.location.to_string(),
+            format: Some(job.output.format),
+            mode: Some(job.output.mode),
+            ..Default::default()
+        },
+        checks: Vec::new(),
+        timings: Timings {
+            plan_ms: millis(prepared.plan_time),
+            ..Default::default()
+        },
+        device: prepared.device.to_string(),
+        cluster: prepared.cluster.as_ref().map(|(url, _)| url.clone()),
+        target_partitions: prepared.settings.target_partitions,
+        io: prepared.stores.io_stats(),
+    }
 }
 
-/// Scans, scores and writes under the staging prefix, then evaluates the quality gates.
+/// Scans, scores and writes the output, then evaluates the quality gates.
 async fn stage(
     prepared: &Prepared,
-    table: &Table,
+    target: &Target,
     stamps: &Stamps,
     started_at: DateTime<Utc>,
+    write_location: &Location,
+    extension: &str,
 ) -> Result<Staged> {
     let job = &prepared.job;
-
-    // Stamp, then write under the staging prefix.
     let schema = prepared.query.schema().clone();
     let prediction_columns: Vec<String> = schema
         .fields()
@@ -149,10 +287,16 @@ async fn stage(
             .with_column(name, lit(value))
             .map_err(|e| Error::from_query(job, e))?;
     }
-    let staging = table.staging(&stamps.run_id);
+    let output_schema: arrow::datatypes::SchemaRef = Arc::new(stamped.schema().as_arrow().clone());
+    // A merge stages whole rows (partition columns included): the merge rewrites files itself.
+    let partition_by = if job.output.mode == WriteMode::Merge {
+        Vec::new()
+    } else {
+        job.output.partition_by.clone()
+    };
     let spec = WriteSpec {
-        staging: staging.url().to_string(),
-        partition_by: job.output.partition_by.clone(),
+        staging: write_location.url().to_string(),
+        partition_by,
         compression: job.output.compression.clone(),
         metadata: stamps
             .footer(&job.name)
@@ -164,6 +308,10 @@ async fn stage(
             .execution
             .write_buffer_bytes
             .unwrap_or(DEFAULT_WRITE_BUFFER),
+        run_id: stamps.run_id.clone(),
+        extension: extension.to_string(),
+        max_file_bytes: job.output.target_file_size,
+        max_open_files: MAX_OPEN_FILES,
     };
     let write = StagingWrite::try_new(stamped.logical_plan().clone(), spec)
         .map_err(|e| Error::from_query(job, e))?
@@ -220,10 +368,9 @@ async fn stage(
     let execute_time = execute_started.elapsed();
     let scan_metrics = scan::scan_metrics(&physical);
 
-    // What was staged.
-    let staged = staged_files(table, &staging, &stamps.run_id, &written)?;
+    let files = reported_files(target.location(), &written)?;
     failpoint::hit("staged");
-    let written_rows: u64 = staged.iter().map(|s| s.0.file.rows).sum();
+    let written_rows: u64 = files.iter().map(|f| f.rows).sum();
     let rows = RowCounts {
         // On a cluster the scans' counters stay on the executors.
         read: if prepared.cluster.is_some() {
@@ -231,73 +378,28 @@ async fn stage(
         } else {
             scan_metrics.rows
         },
-        written: staged.iter().map(|s| s.0.file.rows).sum(),
-        unscored: staged.iter().map(|s| s.1).sum(),
+        written: written_rows,
+        unscored: files.iter().map(|f| f.unscored).sum(),
     };
-    let partitions: BTreeSet<String> = staged.iter().map(|s| s.0.file.partition.clone()).collect();
-    let staged: Vec<StagedFile> = staged.into_iter().map(|s| s.0).collect();
     let check_results = checks::evaluate(&job.checks, &rows);
     let commit_started = Instant::now();
-    let source_files_total = prepared.listings.iter().map(|l| l.files).sum();
-    let mut manifest = RunManifest {
-        scorch_version: SCORCH_VERSION.to_string(),
-        run_id: stamps.run_id.clone(),
-        status: RunStatus::Committed,
-        job: job.name.clone(),
-        job_file: job.path.display().to_string(),
-        started_at,
-        finished_at: Utc::now(),
-        params: prepared
-            .params
-            .iter()
-            .map(|(k, v)| (k.clone(), v.to_string()))
-            .collect(),
-        sql: job.sql.clone(),
-        models: prepared
-            .models_used
-            .iter()
-            .filter_map(|n| prepared.catalog.get(n).ok())
-            .map(|m| ModelUse {
-                name: m.name.clone(),
-                uri: m.uri.clone(),
-                version: m.version.clone(),
-                sha256: m.sha256.clone(),
-                format: m.format.to_string(),
-                source: prepared.package_sources.get(&m.name).copied(),
-            })
-            .collect(),
-        data_sha256: prepared.data_sha256.clone(),
-        inputs: prepared.input_files(),
-        rows,
-        scan: scan_metrics,
-        source_files_total,
-        output: OutputSummary {
-            url: job.output.location.to_string(),
-            mode: Some(job.output.mode),
-            partitions: partitions.iter().cloned().collect(),
-            files: staged.len() as u64,
-            bytes: staged.iter().map(|s| s.file.size).sum(),
-            version: None,
-        },
-        checks: check_results.clone(),
-        timings: Timings {
-            plan_ms: millis(prepared.plan_time),
-            execute_ms: millis(execute_time),
-            ..Default::default()
-        },
-        device: prepared.device.to_string(),
-        cluster: prepared.cluster.as_ref().map(|(url, _)| url.clone()),
-        target_partitions: prepared.settings.target_partitions,
-        io: prepared.stores.io_stats(),
-    };
+    let mut manifest = base_manifest(prepared, stamps, started_at);
+    let mut partitions: Vec<String> = files.iter().map(|f| f.partition.clone()).collect();
+    partitions.sort();
+    partitions.dedup();
+    manifest.rows = rows;
+    manifest.scan = scan_metrics;
+    manifest.output.partitions = partitions;
+    manifest.output.files = files.len() as u64;
+    manifest.output.bytes = files.iter().map(|f| f.bytes).sum();
+    manifest.checks = check_results.clone();
+    manifest.timings.execute_ms = millis(execute_time);
+    manifest.io = prepared.stores.io_stats();
     let failures = checks::failures(&check_results);
     if !failures.is_empty() {
         manifest.status = RunStatus::RejectedByChecks;
         manifest.finished_at = Utc::now();
-        let value = serde_json::to_value(&manifest).expect("a manifest always serialises");
-        if let Err(e) = table.write_run_manifest(&stamps.run_id, &value).await {
-            tracing::warn!(error = %e, "could not write the manifest of the rejected run");
-        }
+        commit::write_run_manifest(target, &manifest).await;
         return Err(Error::QualityGate {
             failures,
             manifest: Some(Box::new(manifest)),
@@ -305,91 +407,26 @@ async fn stage(
     }
     Ok(Staged {
         manifest,
-        files: staged,
-        partitions,
+        files,
+        written_to: write_location.clone(),
+        schema: output_schema,
         execute_time,
         commit_started,
     })
-}
-
-/// Commits and publishes a staged run. Not cancelled by stop requests: once the commit point is
-/// near, finishing is safer than stopping.
-async fn commit_and_publish(
-    prepared: &Prepared,
-    table: &Table,
-    base: Option<u64>,
-    stamps: &Stamps,
-    schema: &TableSchema,
-    staged: Staged,
-    started: Instant,
-) -> Result<(RunManifest, f64), (Error, bool)> {
-    let job = &prepared.job;
-    let Staged {
-        mut manifest,
-        files,
-        partitions,
-        execute_time,
-        commit_started,
-    } = staged;
-    failpoint::hit("before-commit");
-    let value = serde_json::to_value(&manifest).expect("a manifest always serialises");
-    let commit = table
-        .commit(CommitRequest {
-            base,
-            run_id: &stamps.run_id,
-            job: &job.name,
-            mode: job.output.mode,
-            staged: files,
-            partitions,
-            schema: schema.clone(),
-            run: value,
-        })
-        .await
-        .map_err(|e| (e, false))?;
-    let committed = |e: Error| (e, true);
-    failpoint::hit("committed");
-    manifest.timings.commit_ms = millis(commit_started.elapsed());
-    let publish_started = Instant::now();
-    table.publish(&commit).await.map_err(committed)?;
-    failpoint::hit("published");
-    manifest.output.version = Some(commit.version);
-    manifest.timings.publish_ms = millis(publish_started.elapsed());
-    manifest.timings.total_ms = millis(started.elapsed());
-    manifest.finished_at = Utc::now();
-    manifest.io = prepared.stores.io_stats();
-    let value = serde_json::to_value(&manifest).expect("a manifest always serialises");
-    table
-        .write_run_manifest(&stamps.run_id, &value)
-        .await
-        .map_err(committed)?;
-    let rows_per_second = manifest.rows.written as f64 / execute_time.as_secs_f64().max(1e-9);
-    tracing::info!(
-        run_id = %stamps.run_id,
-        version = commit.version,
-        rows = manifest.rows.written,
-        unscored = manifest.rows.unscored,
-        rows_per_second = rows_per_second.round(),
-        "run committed"
-    );
-    Ok((manifest, rows_per_second))
 }
 
 fn millis(d: Duration) -> u64 {
     d.as_millis().try_into().unwrap_or(u64::MAX)
 }
 
-/// The files a run's writers reported, with their published names and unscored rows.
-fn staged_files(
-    table: &Table,
-    staging: &Location,
-    run_id: &str,
-    written: &[RecordBatch],
-) -> Result<Vec<(StagedFile, u64)>> {
+/// The files the writers reported, sorted, without empty ones; a path reported twice is an
+/// error (two tasks must never share a file).
+fn reported_files(table: &Location, written: &[RecordBatch]) -> Result<Vec<Reported>> {
     let mut reported = Vec::new();
     for batch in written {
         let column = |name: &str| {
             batch.column_by_name(name).ok_or_else(|| Error::Table {
-                output: table.location().to_string(),
+                output: table.to_string(),
                 message: format!("the writers' report has no column `{name}`"),
             })
         };
@@ -398,48 +435,30 @@ fn staged_files(
         let rows = column("rows")?.as_primitive::<UInt64Type>().clone();
         let bytes = column("bytes")?.as_primitive::<UInt64Type>().clone();
         let unscored = column("unscored")?.as_primitive::<UInt64Type>().clone();
+        let stats = column("stats")?.as_string::<i32>().clone();
         for i in 0..batch.num_rows() {
-            reported.push((
-                paths.value(i).to_string(),
-                partitions.value(i).to_string(),
-                rows.value(i),
-                bytes.value(i),
-                unscored.value(i),
-            ));
+            reported.push(Reported {
+                path: paths.value(i).to_string(),
+                partition: partitions.value(i).to_string(),
+                rows: rows.value(i),
+                bytes: bytes.value(i),
+                unscored: unscored.value(i),
+                stats: stats.value(i).to_string(),
+            });
         }
     }
     reported.sort();
-    if let Some(pair) = reported.windows(2).find(|w| w[0].0 == w[1].0) {
+    if let Some(pair) = reported.windows(2).find(|w| w[0].path == w[1].path) {
         return Err(Error::Table {
-            output: table.location().to_string(),
-            message: format!("two writers reported the same staged file `{}`", pair[0].0),
+            output: table.to_string(),
+            message: format!("two writers reported the same file `{}`", pair[0].path),
         });
     }
-    let mut per_partition: BTreeMap<String, usize> = BTreeMap::new();
-    let mut out = Vec::new();
-    for (relative, partition, rows, size, unscored) in reported {
-        if rows == 0 {
-            continue;
-        }
-        let index = per_partition.entry(partition.clone()).or_default();
-        let staged = table
-            .location()
-            .relative(&staging.child(&relative))
-            .unwrap_or_else(|| relative.clone());
-        out.push((
-            StagedFile {
-                staged,
-                file: DataFile {
-                    path: data_file_path(&partition, *index, run_id),
-                    partition,
-                    size,
-                    rows,
-                    run_id: run_id.to_string(),
-                },
-            },
-            unscored,
-        ));
-        *index += 1;
-    }
-    Ok(out)
+    reported.retain(|f| f.rows > 0);
+    Ok(reported)
+}
+
+/// Whether the run writes a Delta table.
+pub fn is_delta(job: &JobSpec) -> bool {
+    job.output.format == OutputFormat::Delta
 }

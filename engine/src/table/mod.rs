@@ -1,23 +1,34 @@
-//! The output table and its commit protocol.
+//! The output tables and their commit protocols.
 //!
-//! Layout of a table at `<root>`:
+//! Two formats ([`target::Target`]): a Delta Lake table ([`delta`], the default), or a Parquet
+//! folder with scorch's own log, for readers that only know folders ([`Table`], this module).
+//! [`writer`] writes either, [`partition`] encodes partition paths, [`schema`] compares
+//! schemas, `gc` cleans up.
+//!
+//! Layout of a Parquet-mode table at `<root>`:
 //!
 //! ```text
 //! <root>/ds=2026-11-27/part-00000-<run_id>.parquet   data files, as Hive/Spark/DuckDB/pyarrow read them
 //! <root>/_SUCCESS                                     {"version": N, ...}: version N is fully published
 //! <root>/_scorch/log/00000000000000000007.json        commit N: the table's file list after run N
-//! <root>/_scorch/staging/<run_id>/...                 files of runs not yet committed (readers ignore `_` folders)
+//! <root>/_scorch/published/00000000000000000007       commit N's files are in place
+//! <root>/_scorch/staging/<run_id>/….parquet.staged    files of runs not yet published
 //! <root>/_scorch/runs/<run_id>.json                   run manifests
 //! ```
 //!
-//! A run writes its files under its own staging prefix, then commits by creating the next log
-//! entry with `PutMode::Create`: that single create-if-absent is the commit point, so of two
-//! runs racing for the same version exactly one wins. The entry lists the files to move into
-//! place and the files they replace. Publishing then moves the staged files, deletes the replaced
-//! ones and rewrites `_SUCCESS`. Publishing is idempotent: a process that dies after the commit
-//! point leaves a committed but unpublished version, which the next run (or `scorch gc`) rolls
-//! forward before doing anything else. A process that dies before the commit point leaves only
-//! staging files, which no reader sees and `scorch gc` removes.
+//! A run writes its files under its own staging prefix, named so that no `*.parquet` glob
+//! matches them, then commits by creating the next log entry with `PutMode::Create`: that single
+//! create-if-absent is the commit point, so of two runs racing for the same version exactly one
+//! wins. The entry lists the files to move into place and the files they replace.
+//!
+//! Publishing ([`Table::publish_through`]) makes every committed version visible, oldest first:
+//! it moves each version's staged files that are still live, deletes the files it replaced,
+//! marks it published, and only then rewrites `_SUCCESS`, which is removed while files move and
+//! only ever written with a newer version. Publishing is idempotent: a process that dies after
+//! the commit point leaves committed but unpublished versions, which the next run (or
+//! `scorch gc`) publishes, in order, before doing anything else — including versions a later run
+//! committed on top of them. A process that dies before the commit point leaves only staging
+//! files, which no reader sees and `scorch gc` removes.
 //!
 //! Readers that want snapshot isolation read the latest log entry named by `_SUCCESS` and the
 //! files it lists; readers of the plain directory see the new partitions once `_SUCCESS` is back.
@@ -38,11 +49,14 @@ use crate::process::failpoint;
 use crate::store::location::Location;
 use schema::TableSchema;
 
-mod gc;
+pub mod delta;
+pub mod gc;
+pub mod partition;
 pub mod schema;
+pub mod target;
 pub mod writer;
 
-pub use gc::GcReport;
+pub use gc::{GcOptions, GcReport};
 
 /// Folder of the commit log, relative to the table root.
 pub const LOG_DIR: &str = "_scorch/log";
@@ -50,6 +64,8 @@ pub const LOG_DIR: &str = "_scorch/log";
 pub const STAGING_DIR: &str = "_scorch/staging";
 /// Folder of run manifests.
 pub const RUNS_DIR: &str = "_scorch/runs";
+/// Folder of the markers of published versions.
+pub const PUBLISHED_DIR: &str = "_scorch/published";
 /// The publish marker.
 pub const SUCCESS_FILE: &str = "_SUCCESS";
 /// Format tag of log entries.
@@ -171,6 +187,11 @@ impl Table {
         &self.location
     }
 
+    /// The store the table lives in.
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        Arc::clone(&self.store)
+    }
+
     fn storage(
         &self,
         action: &'static str,
@@ -263,24 +284,57 @@ impl Table {
         }
     }
 
-    /// Finishes publishing the newest commit if a crash interrupted it; returns its version
-    /// when there was something to roll forward.
+    /// Publishes every committed version an interrupted run left unpublished; returns the
+    /// newest one when there was something to do.
     pub async fn recover(&self) -> Result<Option<u64>> {
-        let Some(commit) = self.latest_commit().await? else {
+        let Some(latest) = self.latest_version().await? else {
             return Ok(None);
         };
-        let published = self.success_marker().await?.map(|m| m.version);
-        if published == Some(commit.version) {
+        if self.unpublished(latest).await?.is_empty()
+            && self.published_version().await? >= Some(latest)
+        {
             return Ok(None);
         }
         tracing::warn!(
             table = %self.location,
-            version = commit.version,
-            run_id = %commit.run_id,
-            "version was committed but not fully published (interrupted run); rolling it forward"
+            version = latest,
+            "versions were committed but not fully published (an interrupted run); publishing them"
         );
-        self.publish(&commit).await?;
-        Ok(Some(commit.version))
+        self.publish_through(latest).await?;
+        Ok(Some(latest))
+    }
+
+    /// The version `_SUCCESS` names, if present.
+    pub async fn published_version(&self) -> Result<Option<u64>> {
+        Ok(self.success_marker().await?.map(|m| m.version))
+    }
+
+    /// The partitions of the newest committed version.
+    pub async fn live_partitions(&self) -> Result<BTreeSet<String>> {
+        Ok(self
+            .latest_commit()
+            .await?
+            .map(|c| c.files.into_iter().map(|f| f.partition).collect())
+            .unwrap_or_default())
+    }
+
+    /// Versions up to `through` whose files are not all in place yet, oldest first.
+    async fn unpublished(&self, through: u64) -> Result<Vec<u64>> {
+        let prefix = self.location.child(PUBLISHED_DIR);
+        let markers: BTreeSet<u64> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(self.storage("list", &prefix))?
+            .iter()
+            .filter_map(|m| m.location.filename()?.parse().ok())
+            .collect();
+        // Tables published before the markers existed: what _SUCCESS names is in place.
+        let legacy = self.published_version().await?.unwrap_or(0);
+        Ok((1..=through)
+            .filter(|v| *v > legacy && !markers.contains(v))
+            .collect())
     }
 
     /// Commits a run's staged files on top of `request.base` (the version the run started from).
@@ -384,56 +438,165 @@ impl Table {
         }
     }
 
-    /// Moves a commit's staged files into place, removes the files it replaces and rewrites
-    /// `_SUCCESS`. Safe to repeat.
-    pub async fn publish(&self, commit: &Commit) -> Result<()> {
+    /// Makes every version up to `through` visible, oldest first: moves each unpublished
+    /// version's staged files that are still live, deletes the files it replaced, marks it
+    /// published; then writes `_SUCCESS`. Safe to repeat, and to run concurrently.
+    pub async fn publish_through(&self, through: u64) -> Result<()> {
+        let pending = self.unpublished(through).await?;
+        if pending.is_empty() {
+            return self.write_success(through).await;
+        }
+        let live: BTreeSet<String> = self
+            .read_commit(through)
+            .await?
+            .files
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
         let success = self.location.child(SUCCESS_FILE);
         match self.store.delete(&success).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(self.storage("delete", &success)(e)),
         }
         failpoint::hit("publish-start");
-        for (i, s) in commit.add.iter().enumerate() {
-            let from = self.location.child(&s.staged);
-            let to = self.location.child(&s.file.path);
-            match self.store.rename(&from, &to).await {
-                Ok(()) => {}
-                Err(object_store::Error::NotFound { .. }) => {
-                    // Moved by an earlier attempt; it must be in place now.
-                    self.store.head(&to).await.map_err(|e| Error::Table {
-                        output: self.location.to_string(),
-                        message: format!(
-                            "version {}: file {} is neither staged nor published ({e}); the table needs repair",
-                            commit.version, s.file.path
-                        ),
-                    })?;
+        let mut moved_any = false;
+        for version in pending {
+            let commit = self.read_commit(version).await?;
+            for s in &commit.add {
+                let from = self.location.child(&s.staged);
+                if !live.contains(&s.file.path) {
+                    // Replaced by a later version before it was ever published.
+                    self.delete_quietly(&from).await?;
+                    continue;
                 }
-                Err(e) => return Err(self.storage("publish", &from)(e)),
+                let to = self.location.child(&s.file.path);
+                if from == to {
+                    continue; // kept in place by a repair
+                }
+                match self.store.rename(&from, &to).await {
+                    Ok(()) => {}
+                    Err(object_store::Error::NotFound { .. }) => {
+                        // Moved by an earlier attempt; it must be in place now.
+                        self.store.head(&to).await.map_err(|e| Error::Table {
+                            output: self.location.to_string(),
+                            message: format!(
+                                "version {version}: file {} is neither staged nor published ({e}); \
+                                 run `scorch gc {} --repair --apply` to commit a version without it",
+                                s.file.path, self.location
+                            ),
+                        })?;
+                    }
+                    Err(e) => return Err(self.storage("publish", &from)(e)),
+                }
+                if !moved_any {
+                    moved_any = true;
+                    failpoint::hit("publish-first-file");
+                }
             }
-            if i == 0 {
-                failpoint::hit("publish-first-file");
+            for removed in commit.remove.iter().filter(|r| !live.contains(*r)) {
+                self.delete_quietly(&self.location.child(removed)).await?;
             }
-        }
-        for removed in &commit.remove {
-            let path = self.location.child(removed);
-            match self.store.delete(&path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(self.storage("delete", &path)(e)),
-            }
+            let marker = self
+                .location
+                .child(&format!("{PUBLISHED_DIR}/{version:020}"));
+            self.store
+                .put(&marker, PutPayload::from_static(b""))
+                .await
+                .map_err(self.storage("write", &marker))?;
+            self.remove_prefix(&self.staging(&commit.run_id)).await?;
         }
         failpoint::hit("publish-before-success");
+        self.write_success(through).await
+    }
+
+    async fn delete_quietly(&self, path: &ObjectPath) -> Result<()> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.storage("delete", path)(e)),
+        }
+    }
+
+    /// Writes `_SUCCESS` naming `version`, unless it already names a newer one: a conditional
+    /// write (or, on a local disk, under a file lock), so that publishes finishing out of order
+    /// never move it backwards.
+    async fn write_success(&self, version: u64) -> Result<()> {
+        let path = self.location.child(SUCCESS_FILE);
+        let commit = self.read_commit(version).await?;
         let marker = SuccessMarker {
-            version: commit.version,
+            version,
             run_id: commit.run_id.clone(),
             published_at: Utc::now(),
         };
-        let body = serde_json::to_vec_pretty(&marker).expect("a marker always serialises");
-        self.store
-            .put(&success, PutPayload::from(body))
-            .await
-            .map_err(self.storage("write", &success))?;
-        self.remove_prefix(&self.staging(&commit.run_id)).await?;
-        Ok(())
+        let body =
+            Bytes::from(serde_json::to_vec_pretty(&marker).expect("a marker always serialises"));
+        if let Some(local) = self.location.local_path() {
+            let lock_path = local.join("_scorch").join("success.lock");
+            if let Some(parent) = lock_path.parent() {
+                let _ = std::fs::create_dir_all(parent);
+            }
+            let lock = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .map_err(|source| Error::Io {
+                    path: lock_path.clone(),
+                    source,
+                })?;
+            lock.lock().map_err(|source| Error::Io {
+                path: lock_path.clone(),
+                source,
+            })?;
+            let current = self.success_marker().await?.map(|m| m.version);
+            let result = if current.is_some_and(|c| c >= version) {
+                Ok(())
+            } else {
+                self.store
+                    .put(&path, PutPayload::from(body))
+                    .await
+                    .map(|_| ())
+                    .map_err(self.storage("write", &path))
+            };
+            let _ = lock.unlock();
+            return result;
+        }
+        loop {
+            let current = match self.store.get(&path).await {
+                Ok(r) => {
+                    let meta = r.meta.clone();
+                    let bytes = r.bytes().await.map_err(self.storage("read", &path))?;
+                    let value: Option<SuccessMarker> = serde_json::from_slice(&bytes).ok();
+                    Some((value.map(|m| m.version), meta))
+                }
+                Err(object_store::Error::NotFound { .. }) => None,
+                Err(e) => return Err(self.storage("read", &path)(e)),
+            };
+            let mode = match &current {
+                Some((Some(v), _)) if *v >= version => return Ok(()),
+                Some((_, meta)) => PutMode::Update(object_store::UpdateVersion {
+                    e_tag: meta.e_tag.clone(),
+                    version: meta.version.clone(),
+                }),
+                None => PutMode::Create,
+            };
+            let options = PutOptions {
+                mode,
+                ..Default::default()
+            };
+            match self
+                .store
+                .put_opts(&path, PutPayload::from(body.clone()), options)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(
+                    object_store::Error::AlreadyExists { .. }
+                    | object_store::Error::Precondition { .. }
+                    | object_store::Error::NotFound { .. },
+                ) => continue,
+                Err(e) => return Err(self.storage("write", &path)(e)),
+            }
+        }
     }
 
     /// Why the table's location cannot be a folder, if it cannot: an object (a file) exists

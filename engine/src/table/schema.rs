@@ -35,6 +35,17 @@ pub struct TableSchema {
 }
 
 impl TableSchema {
+    /// The columns of an Arrow schema.
+    pub fn from_arrow(schema: &arrow::datatypes::Schema) -> Self {
+        Self {
+            columns: schema
+                .fields()
+                .iter()
+                .map(|f| TableColumn::new(f.name(), f.data_type()))
+                .collect(),
+        }
+    }
+
     /// What `new` changes in this schema that `mode` does not allow, one line per column.
     /// Column order is not compared: every reader finds columns by name.
     pub fn differences(&self, new: &TableSchema, mode: SchemaMode) -> Vec<String> {

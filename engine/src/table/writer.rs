@@ -17,7 +17,7 @@ use std::hash::Hash;
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt32Array, UInt64Array};
-use arrow::compute::{cast, take};
+use arrow::compute::take;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
@@ -50,8 +50,7 @@ use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-/// Value of a Hive partition column that is NULL.
-const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+use crate::table::partition;
 
 /// Everything a writer task needs, serialisable so it travels with a distributed plan.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Serialize, Deserialize)]
@@ -68,6 +67,16 @@ pub struct WriteSpec {
     pub prediction_columns: Vec<String>,
     /// Bytes buffered before a multipart upload starts.
     pub buffer_bytes: usize,
+    /// The run writing: part of every file name, so a run's files can be told from others'.
+    pub run_id: String,
+    /// File name suffix (`.parquet`; staged files of the Parquet mode use another, so that
+    /// recursive `*.parquet` globs never read them).
+    pub extension: String,
+    /// A file is closed, and the next one started, once it holds this many bytes.
+    pub max_file_bytes: u64,
+    /// Files one task keeps open at once; with more partitions in flight the least recently
+    /// written is closed (a later row of its partition starts a new file).
+    pub max_open_files: usize,
 }
 
 /// The schema of what a writer returns: one row per file.
@@ -79,6 +88,7 @@ pub fn result_schema() -> SchemaRef {
             Field::new("rows", DataType::UInt64, false),
             Field::new("bytes", DataType::UInt64, false),
             Field::new("unscored", DataType::UInt64, false),
+            Field::new("stats", DataType::Utf8, false),
         ]))
     });
     Arc::clone(&SCHEMA)
@@ -302,6 +312,111 @@ struct OpenFile {
     relative: String,
     partition: String,
     writer: AsyncArrowWriter<BufWriter>,
+    /// When a batch was last written to it (a counter), to close the least recently used.
+    last_write: u64,
+}
+
+/// What one finished file reports.
+struct Written {
+    path: String,
+    partition: String,
+    rows: u64,
+    bytes: u64,
+    unscored: u64,
+    stats: String,
+}
+
+/// The files one writer task has open, and those it finished.
+struct Files {
+    spec: WriteSpec,
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+    task: usize,
+    schema: SchemaRef,
+    props: WriterProperties,
+    open: BTreeMap<String, OpenFile>,
+    done: Vec<Written>,
+    clock: u64,
+}
+
+impl Files {
+    async fn write(&mut self, key: &str, part: &RecordBatch) -> Result<()> {
+        self.clock += 1;
+        if !self.open.contains_key(key) {
+            if self.open.len() >= self.spec.max_open_files.max(1) {
+                let oldest = self
+                    .open
+                    .iter()
+                    .min_by_key(|(_, f)| f.last_write)
+                    .map(|(k, _)| k.clone())
+                    .expect("at least one file is open");
+                self.close(&oldest).await?;
+            }
+            // Unique per task attempt: on a cluster, partition numbers repeat across tasks,
+            // and a retried task must not overwrite what an earlier attempt reported.
+            let name = format!(
+                "part-{:05}-{}-{}{}",
+                self.task,
+                self.spec.run_id,
+                uuid::Uuid::now_v7().simple(),
+                self.spec.extension
+            );
+            let relative = if key.is_empty() {
+                name
+            } else {
+                format!("{key}/{name}")
+            };
+            // The key is already percent-encoded: parsed, not built part by part (which would
+            // encode its `%` again).
+            let full = if self.prefix.as_ref().is_empty() {
+                relative.clone()
+            } else {
+                format!("{}/{relative}", self.prefix)
+            };
+            let path =
+                ObjectPath::parse(&full).map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let buffer =
+                BufWriter::with_capacity(Arc::clone(&self.store), path, self.spec.buffer_bytes);
+            let writer = AsyncArrowWriter::try_new(
+                buffer,
+                Arc::clone(&self.schema),
+                Some(self.props.clone()),
+            )?;
+            self.open.insert(
+                key.to_string(),
+                OpenFile {
+                    relative,
+                    partition: key.to_string(),
+                    writer,
+                    last_write: self.clock,
+                },
+            );
+        }
+        let file = self.open.get_mut(key).expect("opened above");
+        file.writer.write(part).await?;
+        file.last_write = self.clock;
+        let size = file.writer.bytes_written() + file.writer.in_progress_size();
+        if size as u64 >= self.spec.max_file_bytes {
+            self.close(key).await?;
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self, key: &str) -> Result<()> {
+        let Some(mut file) = self.open.remove(key) else {
+            return Ok(());
+        };
+        let metadata = file.writer.finish().await?;
+        self.done.push(Written {
+            path: file.relative,
+            partition: file.partition,
+            rows: metadata.file_metadata().num_rows().max(0) as u64,
+            bytes: file.writer.bytes_written() as u64,
+            unscored: null_predictions(&metadata, &self.spec.prediction_columns),
+            stats: crate::table::delta::stats::json(&metadata, &self.schema),
+        });
+        Ok(())
+    }
 }
 
 async fn write_partition(
@@ -321,14 +436,24 @@ async fn write_partition(
         .filter(|i| !partition_indices.contains(i))
         .collect();
     let file_schema = Arc::new(schema.project(&data_indices)?);
-    let props = writer_properties(&spec)?;
-    let mut files: BTreeMap<String, OpenFile> = BTreeMap::new();
+    let mut files = Files {
+        props: writer_properties(&spec)?,
+        spec,
+        store,
+        prefix,
+        task: partition,
+        schema: Arc::clone(&file_schema),
+        open: BTreeMap::new(),
+        done: Vec::new(),
+        clock: 0,
+    };
     while let Some(batch) = input.next().await {
         let batch = batch?;
         if batch.num_rows() == 0 {
             continue;
         }
-        for (key, rows) in split_by_partition(&batch, &spec.partition_by, &partition_indices)? {
+        for (key, rows) in split_by_partition(&batch, &files.spec.partition_by, &partition_indices)?
+        {
             let part = match &rows {
                 None => batch.project(&data_indices)?,
                 Some(rows) => {
@@ -339,63 +464,28 @@ async fn write_partition(
                     RecordBatch::try_new(Arc::clone(&file_schema), columns)?
                 }
             };
-            if !files.contains_key(&key) {
-                // Unique per task attempt: on a cluster, partition numbers repeat across tasks,
-                // and a retried task must not overwrite what an earlier attempt reported.
-                let name = format!(
-                    "part-{partition:05}-{}.parquet",
-                    uuid::Uuid::now_v7().simple()
-                );
-                let relative = if key.is_empty() {
-                    name
-                } else {
-                    format!("{key}/{name}")
-                };
-                let path = ObjectPath::from_iter(
-                    prefix.parts().chain(relative.split('/').map(Into::into)),
-                );
-                let buffer = BufWriter::with_capacity(Arc::clone(&store), path, spec.buffer_bytes);
-                let writer = AsyncArrowWriter::try_new(
-                    buffer,
-                    Arc::clone(&file_schema),
-                    Some(props.clone()),
-                )?;
-                files.insert(
-                    key.clone(),
-                    OpenFile {
-                        relative,
-                        partition: key.clone(),
-                        writer,
-                    },
-                );
-            }
-            let file = files.get_mut(&key).expect("inserted above");
-            file.writer.write(&part).await?;
+            files.write(&key, &part).await?;
             crate::process::failpoint::hit("write-batch");
         }
     }
-    let mut paths = Vec::new();
-    let mut partitions = Vec::new();
-    let mut rows = Vec::new();
-    let mut bytes = Vec::new();
-    let mut unscored = Vec::new();
-    for (_, mut file) in files {
-        let metadata = file.writer.finish().await?;
-        let written = file.writer.bytes_written() as u64;
-        paths.push(file.relative);
-        partitions.push(file.partition);
-        rows.push(metadata.file_metadata().num_rows().max(0) as u64);
-        bytes.push(written);
-        unscored.push(null_predictions(&metadata, &spec.prediction_columns));
+    let keys: Vec<String> = files.open.keys().cloned().collect();
+    for key in keys {
+        files.close(&key).await?;
     }
+    let done = files.done;
     Ok(RecordBatch::try_new(
         result_schema(),
         vec![
-            Arc::new(StringArray::from(paths)),
-            Arc::new(StringArray::from(partitions)),
-            Arc::new(UInt64Array::from(rows)),
-            Arc::new(UInt64Array::from(bytes)),
-            Arc::new(UInt64Array::from(unscored)),
+            Arc::new(StringArray::from_iter_values(done.iter().map(|w| &w.path))),
+            Arc::new(StringArray::from_iter_values(
+                done.iter().map(|w| &w.partition),
+            )),
+            Arc::new(UInt64Array::from_iter_values(done.iter().map(|w| w.rows))),
+            Arc::new(UInt64Array::from_iter_values(done.iter().map(|w| w.bytes))),
+            Arc::new(UInt64Array::from_iter_values(
+                done.iter().map(|w| w.unscored),
+            )),
+            Arc::new(StringArray::from_iter_values(done.iter().map(|w| &w.stats))),
         ],
     )?)
 }
@@ -415,7 +505,8 @@ fn writer_properties(spec: &WriteSpec) -> Result<WriterProperties> {
         .build())
 }
 
-/// Rows of `batch` per Hive partition path (`None`: all rows, when there is one partition).
+/// Rows of `batch` per partition path (`None`: all rows, when there is one partition). Values
+/// are serialised and percent-encoded by [`crate::table::partition`].
 fn split_by_partition(
     batch: &RecordBatch,
     names: &[String],
@@ -424,33 +515,19 @@ fn split_by_partition(
     if indices.is_empty() {
         return Ok(vec![(String::new(), None)]);
     }
-    let values: Vec<ArrayRef> = indices
+    let values: Vec<Vec<Option<String>>> = indices
         .iter()
-        .map(|i| cast(batch.column(*i), &DataType::Utf8))
-        .collect::<std::result::Result<_, _>>()?;
-    let strings: Vec<&StringArray> = values
-        .iter()
-        .map(|a| {
-            a.as_any()
-                .downcast_ref::<StringArray>()
-                .expect("cast to Utf8")
-        })
-        .collect();
+        .map(|i| partition::value_strings(batch.column(*i)))
+        .collect::<Result<_>>()?;
     let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     for row in 0..batch.num_rows() {
-        let key = names
-            .iter()
-            .zip(&strings)
-            .map(|(name, s)| {
-                let value = if arrow::array::Array::is_null(*s, row) {
-                    NULL_PARTITION
-                } else {
-                    s.value(row)
-                };
-                format!("{name}={value}")
-            })
-            .collect::<Vec<_>>()
-            .join("/");
+        let key = partition::path(
+            &names
+                .iter()
+                .zip(&values)
+                .map(|(name, v)| (name.as_str(), v[row].as_deref()))
+                .collect::<Vec<_>>(),
+        );
         groups.entry(key).or_default().push(row as u32);
     }
     if groups.len() == 1 {
