@@ -207,8 +207,8 @@ pub enum Error {
 
     /// A command that works on a table was given a location where scorch has not written.
     #[error(
-        "no scorch table at {location}: there is no commit log (_scorch/log) and no staged run \
-         there; give the output URL of a job"
+        "no scorch table at {location}: there is no Delta log (_delta_log), no Parquet-mode \
+         commit log (_scorch/log) and no run record there; give the output URL of a job"
     )]
     NotATable {
         /// The location given.

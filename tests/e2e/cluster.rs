@@ -225,6 +225,63 @@ fn cluster_output_equals_local_output() {
         1,
         "the local run's file is replaced: {listing:?}"
     );
+
+    // A Delta source travels to the executors too, at the version the job asks for: version 1
+    // is the local run's output.
+    let copy = job.local.path().join("copy.toml");
+    std::fs::write(
+        &copy,
+        format!(
+            r#"[job]
+name = "copy_scores"
+
+[sources.scores]
+url = "{folder}/out/churn_scores"
+format = "delta"
+version = 1
+
+[query]
+sql = "SELECT customer_id, region, churn_probability, ds FROM scores"
+
+[output]
+url = "{folder}/out/copy"
+partition_by = ["ds"]
+"#,
+            folder = job.folder
+        ),
+    )
+    .expect("write job");
+    let copied: Run = scorch_on(s3)
+        .args([
+            "run",
+            copy.to_str().expect("utf-8"),
+            "--cluster",
+            &cluster.url,
+            "--json",
+        ])
+        .output()
+        .expect("run")
+        .into();
+    assert_eq!(
+        copied.code,
+        Some(0),
+        "{}\n{}",
+        copied.stderr,
+        cluster.logs()
+    );
+    assert_eq!(copied.json()["source_versions"]["scores"], 1);
+    assert_eq!(
+        copied.json()["cluster"].as_str(),
+        Some(cluster.url.as_str())
+    );
+    let copy_rows = read_scores(s3.download(&format!("{}/out/copy", job.folder)).path());
+    assert_eq!(copy_rows.len(), local_rows.len());
+    for (a, b) in copy_rows.iter().zip(&local_rows) {
+        assert_eq!(
+            (&a.ds, a.customer_id, a.probability),
+            (&b.ds, b.customer_id, b.probability)
+        );
+    }
 }
 
 #[test]

@@ -15,9 +15,7 @@ fn score(dir: &Path, ds: &str) -> Run {
 
 #[test]
 fn rerunning_an_interval_replaces_it_exactly() {
-    let dir = demo_copy();
-    parquet_mode(dir.path());
-    let out = dir.path().join("out/churn_scores");
+    let (dir, out) = parquet_demo();
     let first = score(dir.path(), DAYS[2]);
     first.assert_ok();
     let first_manifest = first.json();
@@ -64,9 +62,7 @@ fn rerunning_an_interval_replaces_it_exactly() {
 
 #[test]
 fn overwrite_leaves_other_partitions_untouched() {
-    let dir = demo_copy();
-    parquet_mode(dir.path());
-    let out = dir.path().join("out/churn_scores");
+    let (dir, out) = parquet_demo();
     score(dir.path(), DAYS[1]).assert_ok();
     score(dir.path(), DAYS[2]).assert_ok();
     let day1_before = snapshot(&out.join(format!("ds={}", DAYS[1])));
@@ -94,6 +90,23 @@ fn overwrite_leaves_other_partitions_untouched() {
 /// Table state a reader cares about: data files (bytes), the published marker's version, and the
 /// number of log entries.
 type TableState = (Vec<(String, Vec<u8>)>, Option<u64>, usize);
+
+/// A private demo copy in the Parquet mode, and its output table.
+fn parquet_demo() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = demo_copy();
+    parquet_mode(dir.path());
+    let out = dir.path().join("out/churn_scores");
+    (dir, out)
+}
+
+/// Runs the job for `ds` with a SIGKILL at `point`, and checks that it died there.
+fn killed_at(dir: &Path, ds: &str, point: &str) {
+    let killed = run_env(
+        &["run", &job(dir), "--param", &format!("ds={ds}")],
+        &[("SCORCH_FAILPOINT", point)],
+    );
+    assert_eq!(killed.signal, Some(9), "{point}: {}", killed.stderr);
+}
 
 fn table_state(out: &Path) -> TableState {
     let files = snapshot(out)
@@ -167,9 +180,7 @@ fn sigkill_at_every_step_leaves_the_committed_table_intact() {
         "published",
     ];
     for point in before_commit.iter().chain(&after_commit) {
-        let dir = demo_copy();
-        parquet_mode(dir.path());
-        let out = dir.path().join("out/churn_scores");
+        let (dir, out) = parquet_demo();
         score(dir.path(), DAYS[1]).assert_ok();
         score(dir.path(), DAYS[2]).assert_ok();
         let committed = table_state(&out);
@@ -230,13 +241,7 @@ fn sigkill_at_every_step_leaves_the_committed_table_intact() {
         }
 
         // Recovery: gc rolls an interrupted publish forward and removes orphaned staging files.
-        let gc = run(&[
-            "gc",
-            out.to_str().expect("utf-8"),
-            "--older-than",
-            "0s",
-            "--apply",
-        ]);
+        let gc = gc_everything(&out);
         gc.assert_ok();
         assert!(
             snapshot(&out.join("_scorch/staging")).is_empty(),
@@ -278,9 +283,7 @@ fn sigkill_at_every_step_leaves_the_committed_table_intact() {
 
 #[test]
 fn sigkill_at_random_moments_never_corrupts_the_table() {
-    let dir = demo_copy();
-    parquet_mode(dir.path());
-    let out = dir.path().join("out/churn_scores");
+    let (dir, out) = parquet_demo();
     // Small batches on one partition stretch a run so that kills land in every phase.
     let args = [
         "run".to_string(),
@@ -311,14 +314,7 @@ fn sigkill_at_random_moments_never_corrupts_the_table() {
         std::thread::sleep(full * percent / 100);
         let _ = child.kill();
         let _ = child.wait();
-        run(&[
-            "gc",
-            out.to_str().expect("utf-8"),
-            "--older-than",
-            "0s",
-            "--apply",
-        ])
-        .assert_ok();
+        gc_everything(&out).assert_ok();
         let now: Vec<(String, i64, Option<f32>)> = read_scores(&out)
             .into_iter()
             .map(|r| (r.ds, r.customer_id, r.probability))
@@ -346,4 +342,174 @@ fn append_mode_adds_rows() {
     let once = read_scores(&out).len();
     score(dir.path(), DAYS[2]).assert_ok();
     assert_eq!(read_scores(&out).len(), 2 * once);
+}
+
+#[test]
+fn a_version_committed_by_a_run_that_died_is_published_by_the_next_and_kept_by_gc() {
+    let (dir, out) = parquet_demo();
+    score(dir.path(), DAYS[0]).assert_ok();
+    // Run A commits day 1 and dies before publishing it.
+    killed_at(dir.path(), DAYS[1], "committed");
+    let (_, marker, log) = table_state(&out);
+    assert_eq!(
+        (marker, log),
+        (Some(1), 2),
+        "A committed, nothing published"
+    );
+    assert!(
+        !reader_view(&out).iter().any(|r| r.0 == DAYS[1]),
+        "A's day is not visible before it is published"
+    );
+    // Run B commits day 2 and publishes: every committed version up to its own, in order.
+    score(dir.path(), DAYS[2]).assert_ok();
+    let (_, marker, log) = table_state(&out);
+    assert_eq!((marker, log), (Some(3), 3));
+    let days =
+        |out: &Path| -> BTreeSet<String> { read_scores(out).into_iter().map(|r| r.ds).collect() };
+    assert_eq!(days(&out), DAYS.iter().map(|d| d.to_string()).collect());
+    let published = reader_view(&out);
+
+    // gc with no window: A's files are the table's, so nothing is lost.
+    gc_everything(&out).assert_ok();
+    assert_view(&reader_view(&out), &published, "after gc");
+    let report = read_with(
+        "read_output.py",
+        &[out.to_str().expect("utf-8"), "--no-spark"],
+    );
+    for reader in ["pyarrow", "duckdb"] {
+        assert_eq!(report[reader]["rows"], published.len(), "{reader}");
+        assert_eq!(report[reader]["distinct_keys"], published.len(), "{reader}");
+    }
+}
+
+#[test]
+fn a_recursive_glob_never_reads_the_files_of_an_unpublished_run() {
+    for point in ["staged", "committed"] {
+        let (dir, out) = parquet_demo();
+        score(dir.path(), DAYS[1]).assert_ok();
+        let published = reader_view(&out);
+        killed_at(dir.path(), DAYS[2], point);
+        assert!(
+            !snapshot(&out.join("_scorch/staging")).is_empty(),
+            "{point}: the killed run left staged files (the case under test)"
+        );
+        // DuckDB's `**` descends into `_scorch/staging`: staged files are not `*.parquet`.
+        let report = read_with(
+            "read_output.py",
+            &[out.to_str().expect("utf-8"), "--no-spark"],
+        );
+        for reader in ["pyarrow", "duckdb"] {
+            assert_eq!(
+                report[reader]["rows"],
+                published.len(),
+                "{point}: {reader} read unpublished rows"
+            );
+            assert_eq!(
+                report[reader]["days"],
+                serde_json::json!([DAYS[1]]),
+                "{point}"
+            );
+        }
+    }
+}
+
+#[test]
+fn success_never_moves_backwards_when_publishes_finish_out_of_order() {
+    let (dir, out) = parquet_demo();
+    score(dir.path(), DAYS[0]).assert_ok();
+    let barrier = tempfile::TempDir::new().expect("temp");
+    let at = |point: &str| format!("{point}:{}:2", barrier.path().display());
+    let start = |day: &str, rendezvous: String| {
+        scorch()
+            .args(["run", &job(dir.path()), "--param", &format!("ds={day}")])
+            .env("SCORCH_RENDEZVOUS", rendezvous)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    // A commits version 2 and publishes it, but writes `_SUCCESS` only once B is done ...
+    let a = start(DAYS[1], at("publish-before-success"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !out.join(format!("_scorch/published/{:020}", 2)).exists() {
+        assert!(std::time::Instant::now() < deadline, "A never published");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // ... B commits version 3, publishes it and writes `_SUCCESS` first.
+    let b = start(DAYS[2], at("published"));
+    let b: Run = b.wait_with_output().expect("wait").into();
+    let a: Run = a.wait_with_output().expect("wait").into();
+    a.assert_ok();
+    b.assert_ok();
+    let (_, marker, log) = table_state(&out);
+    assert_eq!(log, 3);
+    assert_eq!(marker, Some(3), "A's late `_SUCCESS` moved the marker back");
+    assert_eq!(
+        read_scores(&out)
+            .into_iter()
+            .map(|r| r.ds)
+            .collect::<BTreeSet<_>>()
+            .len(),
+        3
+    );
+}
+
+#[test]
+fn a_version_that_cannot_be_published_names_the_repair_which_then_works() {
+    let (dir, out) = parquet_demo();
+    score(dir.path(), DAYS[0]).assert_ok();
+    killed_at(dir.path(), DAYS[1], "committed");
+    // A's staged files are lost (a bucket lifecycle rule, a hand-made cleanup).
+    std::fs::remove_dir_all(out.join("_scorch/staging")).expect("remove staging");
+
+    let b = score(dir.path(), DAYS[2]);
+    b.assert_code(5);
+    assert!(
+        b.stderr.contains("is neither staged nor published")
+            && b.stderr.contains("--repair --apply"),
+        "{}",
+        b.stderr
+    );
+    // Nothing a reader sees changed.
+    assert_eq!(
+        read_scores(&out)
+            .into_iter()
+            .map(|r| r.ds)
+            .collect::<BTreeSet<_>>(),
+        BTreeSet::from([DAYS[0].to_string()])
+    );
+
+    let repair = run(&[
+        "gc",
+        out.to_str().expect("utf-8"),
+        "--repair",
+        "--apply",
+        "--json",
+    ]);
+    repair.assert_ok();
+    assert_eq!(
+        repair.json()["lost_files_dropped"]
+            .as_array()
+            .expect("dropped")
+            .len(),
+        1,
+        "{}",
+        repair.stdout
+    );
+    // B stopped before committing (a run first publishes what others left); after the repair
+    // the table publishes again, without A's lost day, and the next runs work.
+    let days: BTreeSet<String> = read_scores(&out).into_iter().map(|r| r.ds).collect();
+    assert_eq!(days, BTreeSet::from([DAYS[0].to_string()]));
+    let (_, marker, log) = table_state(&out);
+    assert_eq!(marker, Some(log as u64));
+    score(dir.path(), DAYS[2]).assert_ok();
+    score(dir.path(), DAYS[1]).assert_ok();
+    assert_eq!(
+        read_scores(&out)
+            .into_iter()
+            .map(|r| r.ds)
+            .collect::<BTreeSet<_>>()
+            .len(),
+        3
+    );
 }

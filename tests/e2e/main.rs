@@ -4,6 +4,7 @@ mod support;
 
 mod cluster;
 mod commit;
+mod delta;
 mod deploy;
 mod errors;
 mod explain;

@@ -1,13 +1,11 @@
 //! The output read back by independent readers, as downstream users will.
 
-use std::path::Path;
-use std::process::Command;
-
 use crate::support::*;
 
 #[test]
-fn pyarrow_and_duckdb_read_the_output_with_schema_and_stamps() {
+fn pyarrow_duckdb_and_spark_read_the_parquet_mode_with_schema_and_stamps() {
     let dir = demo_copy();
+    parquet_mode(dir.path());
     let job = dir.path().join("churn.toml");
     for day in [DAYS[1], DAYS[2]] {
         run(&[
@@ -20,27 +18,15 @@ fn pyarrow_and_duckdb_read_the_output_with_schema_and_stamps() {
     }
     let out = dir.path().join("out/churn_scores");
     let expected = read_scores(&out);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/read_output.py");
-    let result = Command::new(PYTHON)
-        .arg(&script)
-        .arg(&out)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        result.status.success(),
-        "independent reader failed (CI installs pyarrow and duckdb):\n{}\n{}",
-        String::from_utf8_lossy(&result.stdout),
-        String::from_utf8_lossy(&result.stderr)
-    );
-    let report: serde_json::Value =
-        serde_json::from_slice(&result.stdout).expect("reader prints JSON");
-    for reader in ["pyarrow", "duckdb"] {
+    let report = read_with("read_output.py", &[out.to_str().expect("utf-8")]);
+    for reader in ["pyarrow", "duckdb", "spark"] {
         let r = &report[reader];
         assert_eq!(
             r["rows"].as_u64(),
             Some(expected.len() as u64),
             "{reader}: {r}"
         );
+        assert_eq!(r["distinct_keys"], r["rows"], "{reader}: duplicates: {r}");
         assert_eq!(
             r["days"],
             serde_json::json!([DAYS[1], DAYS[2]]),

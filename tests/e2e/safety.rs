@@ -61,7 +61,7 @@ fn gc_keeps_files_no_commit_lists() {
     fs::copy(&data_files(&out)[0], &stranger).expect("copy");
     fs::write(out.join("notes.txt"), "hand-made").expect("write");
 
-    let r = run(&["gc", path(&out), "--older-than", "0s", "--apply"]);
+    let r = run(&["gc", path(&out), "--older-than", "0s", "--apply", "--json"]);
     r.assert_ok();
     let report = r.json();
     let unknown: Vec<&str> = report["unknown_files_kept"]

@@ -357,10 +357,65 @@ pub fn edit(path: &Path, from: &str, to: &str) {
     fs::write(path, text.replacen(from, to, 1)).expect("write");
 }
 
-/// The Python interpreter for independent-reader checks: `scripts/setup` installs pyarrow and
-/// duckdb into it. A machine without them fails these tests, as it should: they are the proof
-/// that other tools read scorch's output.
-pub const PYTHON: &str = "python3";
+/// The Python interpreter of the independent readers (DuckDB with its delta extension,
+/// deltalake, polars, pyarrow, Spark): `SCORCH_READERS_PYTHON`, else the virtual environment
+/// `scripts/setup` installs in the cache. A machine without them fails these tests, as it
+/// should: they are the proof that other tools read scorch's output.
+pub fn readers_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("SCORCH_READERS_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let cache = std::env::var_os("SCORCH_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/scorch")
+        });
+    let python = cache.join("venvs/readers/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run ./scripts/setup (it installs the independent readers)",
+        python.display()
+    );
+    python
+}
+
+/// Runs a reader script from `tests/e2e` with the readers' Python and parses the JSON it prints.
+pub fn read_with(script: &str, args: &[&str]) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/e2e")
+        .join(script);
+    let out = Command::new(readers_python())
+        .arg(&script)
+        .args(args)
+        .output()
+        .expect("the readers' Python runs");
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed:\n{}\n{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{} printed no JSON ({e}): {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// `scorch gc <table> --older-than 0s --apply --json`: everything gc may delete, deleted.
+pub fn gc_everything(table: &Path) -> Run {
+    run(&[
+        "gc",
+        table.to_str().expect("utf-8"),
+        "--older-than",
+        "0s",
+        "--apply",
+        "--json",
+    ])
+}
 
 /// Switches the demo job in `dir` to the Parquet-mode output (a folder with scorch's log).
 pub fn parquet_mode(dir: &Path) {

@@ -21,11 +21,12 @@ pub struct Cli {
     pub log_format: LogFormat,
 
     /// Log filter, e.g. `info`, `debug`, `scorch_engine=debug` (RUST_LOG syntax). The default
-    /// shows scorch's own progress and only warnings from the libraries it runs on.
+    /// shows scorch's own progress and only warnings from the libraries it runs on, except the
+    /// Delta library's, whose failures scorch reports itself (`deltalake_core=debug` shows them).
     #[arg(
         long,
         global = true,
-        default_value = "warn,scorch=info,scorch_engine=info,scorch_udfs=info",
+        default_value = "warn,deltalake_core=off,delta_kernel=off,scorch=info,scorch_engine=info,scorch_udfs=info",
         env = "SCORCH_LOG"
     )]
     pub log: String,
@@ -119,6 +120,9 @@ pub enum Command {
         /// publishes again (their rows are gone either way).
         #[arg(long)]
         repair: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Compact a Delta table's small files, in the partitions `--where` selects.
     Optimize {
@@ -130,6 +134,9 @@ pub enum Command {
         /// Size of the files to write (`256MiB`).
         #[arg(long, default_value = "256MiB")]
         target_size: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Show an output table's commit log.
     Log {

@@ -182,8 +182,9 @@ impl Command {
             Command::Run { json, .. }
             | Command::Explain { json, .. }
             | Command::Validate { json, .. }
-            | Command::Log { json, .. } => *json,
-            Command::Gc { .. } => true,
+            | Command::Log { json, .. }
+            | Command::Gc { json, .. }
+            | Command::Optimize { json, .. } => *json,
             Command::Model {
                 command: ModelCommand::Inspect { json, .. },
             } => *json,
@@ -261,6 +262,7 @@ async fn dispatch(command: Command, quiet: bool) -> Result<(), Error> {
             older_than,
             apply,
             repair,
+            json,
         } => {
             let (location, store) = open_location(&output)?;
             let options = scorch_engine::table::GcOptions {
@@ -268,12 +270,18 @@ async fn dispatch(command: Command, quiet: bool) -> Result<(), Error> {
                 apply,
                 repair,
             };
-            print::json(&scorch_engine::table::gc::gc(&location, store, options).await?);
+            let report = scorch_engine::table::gc::gc(&location, store, options).await?;
+            if json {
+                print::json(&report);
+            } else {
+                print::gc(&location, &report);
+            }
         }
         Command::Optimize {
             output,
             condition,
             target_size,
+            json,
         } => {
             let (location, store) = open_location(&output)?;
             let filters = match &condition {
@@ -311,7 +319,12 @@ async fn dispatch(command: Command, quiet: bool) -> Result<(), Error> {
                     });
                 }
             };
-            print::json(&table.optimize(&filters, target_size).await?);
+            let report = table.optimize(&filters, target_size).await?;
+            if json {
+                print::json(&report);
+            } else {
+                print::optimize(&report);
+            }
         }
         Command::Log { output, json } => {
             let (location, store) = open_location(&output)?;

@@ -8,6 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use scorch_engine::plan::{ExplainReport, ValidateReport};
 use scorch_engine::run::RunReport;
+use scorch_engine::run::manifest::RunStatus;
+use scorch_engine::store::location::Location;
+use scorch_engine::table::delta::OptimizeReport;
+use scorch_engine::table::gc::GcReport;
 use scorch_engine::table::target::History;
 
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
@@ -64,6 +68,20 @@ pub fn run(report: &RunReport) {
     if let Some(v) = report.recovered {
         outln!("recovered: finished publishing version {v}, left behind by an interrupted run");
     }
+    if m.status == RunStatus::AlreadyCommitted {
+        let params: Vec<String> = m.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        outln!(
+            "already committed: job {} with {} was appended by an earlier run; nothing written (table at version {})",
+            m.job,
+            if params.is_empty() {
+                "no parameters".to_string()
+            } else {
+                params.join(", ")
+            },
+            m.output.version.unwrap_or(0)
+        );
+        return;
+    }
     outln!(
         "run {} of job {} committed version {}",
         m.run_id,
@@ -71,10 +89,15 @@ pub fn run(report: &RunReport) {
         m.output.version.unwrap_or(0)
     );
     outln!(
-        "  rows: {} read, {} written, {} unscored (features broke the model's input contract)",
+        "  rows: {} read, {} written, {} unscored{}",
         m.rows.read,
         m.rows.written,
-        m.rows.unscored
+        m.rows.unscored,
+        if m.rows.unscored > 0 {
+            " (features broke the model's input contract)"
+        } else {
+            ""
+        }
     );
     match &m.cluster {
         None => outln!(
@@ -293,4 +316,53 @@ pub fn card(p: &scorch_udfs::ModelPackage) {
         outln!("    {:<28} {}{shape}{source}{index}", o.name, o.dtype);
     }
     outln!("  baseline statistics: none");
+}
+
+/// What `scorch gc` did, or (a dry run) would do.
+pub fn gc(table: &Location, r: &GcReport) {
+    let (verb, will) = if r.applied {
+        ("removed", "")
+    } else {
+        ("to remove", " (dry run: add --apply to delete)")
+    };
+    outln!("table {table} ({}){will}", r.format);
+    if let Some(v) = r.rolled_forward {
+        outln!("  published version {v}, which an interrupted run had committed");
+    }
+    outln!(
+        "  files replaced before the window: {} {verb}, {} kept",
+        r.replaced_files_removed.len(),
+        r.replaced_files_kept.len()
+    );
+    outln!(
+        "  runs that died before committing: {} {verb} ({} objects), {} younger runs left alone",
+        r.dead_runs_removed.len(),
+        r.dead_run_objects,
+        r.runs_kept.len()
+    );
+    if !r.unknown_files_kept.is_empty() {
+        outln!(
+            "  files scorch did not write, kept: {}",
+            r.unknown_files_kept.len()
+        );
+    }
+    if !r.lost_files_dropped.is_empty() {
+        outln!(
+            "  lost files dropped from the table: {}",
+            r.lost_files_dropped.join(", ")
+        );
+    }
+}
+
+/// What `scorch optimize` compacted.
+pub fn optimize(r: &OptimizeReport) {
+    match r.version {
+        Some(v) if r.files_removed > 0 => outln!(
+            "compacted {} files into {} in {} partitions: version {v}",
+            r.files_removed,
+            r.files_added,
+            r.partitions_optimized
+        ),
+        _ => outln!("nothing to compact"),
+    }
 }

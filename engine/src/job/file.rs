@@ -467,8 +467,9 @@ fn parse_size(value: &toml::Value) -> std::result::Result<u64, String> {
 }
 
 fn check_size(bytes: u64) -> std::result::Result<u64, String> {
-    if bytes < 1 << 20 {
-        return Err(format!("{bytes} bytes is below the 1 MiB minimum"));
+    // Below this a file holds little more than its footer.
+    if bytes < 16 << 10 {
+        return Err(format!("{bytes} bytes is below the 16 KiB minimum"));
     }
     Ok(bytes)
 }

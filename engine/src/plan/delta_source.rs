@@ -258,6 +258,23 @@ impl TableProvider for DeltaSource {
     }
 }
 
+/// When version `version` was committed (its `commitInfo` timestamp).
+async fn commit_timestamp(
+    table: &deltalake_core::DeltaTable,
+    version: u64,
+) -> std::result::Result<Option<DateTime<Utc>>, deltalake_core::DeltaTableError> {
+    let Some(bytes) = table.log_store().read_commit_entry(version).await? else {
+        return Ok(None);
+    };
+    let actions = deltalake_core::logstore::get_actions(version, &bytes)?;
+    Ok(actions.iter().find_map(|a| match a {
+        deltalake_core::kernel::Action::CommitInfo(info) => {
+            info.timestamp.and_then(DateTime::from_timestamp_millis)
+        }
+        _ => None,
+    }))
+}
+
 /// Reads the snapshot of the Delta table at `location` (the version or timestamp asked for, else
 /// the newest) into a provider spec.
 pub async fn snapshot(
@@ -270,9 +287,28 @@ pub async fn snapshot(
     if !table.log_store().is_delta_table_location().await? {
         return Ok(None);
     }
+    let refuse = |message: String| Err(deltalake_core::DeltaTableError::Generic(message));
     match (version, timestamp) {
-        (Some(v), _) => table.load_version(v).await?,
-        (None, Some(t)) => table.load_with_datetime(t).await?,
+        (Some(v), _) => {
+            let newest = table.get_latest_version().await?;
+            if v > newest {
+                return refuse(format!(
+                    "the table has no version {v}: its newest is {newest}"
+                ));
+            }
+            table.load_version(v).await?
+        }
+        (None, Some(t)) => {
+            table.load_with_datetime(t).await?;
+            let loaded = table.version().unwrap_or(0);
+            let committed_at = commit_timestamp(&table, loaded).await?;
+            if committed_at.is_some_and(|at| at > t) {
+                return refuse(format!(
+                    "the table has no version at or before {t}: its first is from {}",
+                    committed_at.map(|at| at.to_rfc3339()).unwrap_or_default()
+                ));
+            }
+        }
         (None, None) => table.load().await?,
     }
     let snapshot = table.snapshot()?;

@@ -112,6 +112,14 @@ impl Prepared {
     }
 }
 
+/// The version each Delta source was read at: (source name, version).
+pub fn delta_versions(listings: &[SourceListing]) -> Vec<(&str, u64)> {
+    listings
+        .iter()
+        .filter_map(|l| l.delta_version.map(|v| (l.name.as_str(), v)))
+        .collect()
+}
+
 /// Plans a job without executing it.
 pub async fn prepare(job: &JobSpec, options: &RunOptions) -> Result<Prepared> {
     prepare_with(job, options, Unbound::Fail).await
@@ -188,7 +196,7 @@ pub async fn prepare_with(
         }
     };
     let scans = scan::planned_scans(&physical);
-    let data_sha256 = scan::data_sha256(&scans);
+    let data_sha256 = scan::data_sha256(&scans, &delta_versions(&listings));
     Ok(Prepared {
         job: job.clone(),
         params,

@@ -127,11 +127,15 @@ fn collect_scans(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<PlannedScan>) {
 }
 
 /// The data fingerprint: SHA-256 over the input files (URL, size, modification time, ETag), in
-/// sorted order. Same files, same fingerprint; any file added, removed or rewritten changes it.
-pub fn data_sha256(scans: &[PlannedScan]) -> String {
+/// sorted order, and the version each Delta source was read at (`delta_versions`: source name
+/// and version). Same files, same fingerprint; any file added, removed or rewritten changes it.
+pub fn data_sha256(scans: &[PlannedScan], delta_versions: &[(&str, u64)]) -> String {
     let files: BTreeSet<&InputFile> = scans.iter().flat_map(|s| &s.files).collect();
     let mut hasher = Sha256::new();
     hasher.update(b"scorch-data-v1\0");
+    for (name, version) in delta_versions {
+        hasher.update(format!("delta:{name}@{version}\0").as_bytes());
+    }
     for f in files {
         hasher.update(f.url.as_bytes());
         hasher.update([0u8]);

@@ -172,6 +172,7 @@ async fn register_delta(
                 location: source.location.to_string(),
                 source: inner,
             },
+            deltalake_core::DeltaTableError::Generic(message) => source_error(message),
             other => source_error(format!("cannot read the Delta table: {other}")),
         })?
         .ok_or_else(|| source_error("no Delta table here (no _delta_log)".into()))?;

@@ -118,6 +118,9 @@ pub struct RunManifest {
     pub models: Vec<ModelUse>,
     /// Fingerprint of the input files.
     pub data_sha256: String,
+    /// The version each Delta source was read at, by source name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub source_versions: BTreeMap<String, u64>,
     /// The input files after partition pruning.
     pub inputs: Vec<InputFile>,
     /// Row counts.

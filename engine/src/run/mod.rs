@@ -239,6 +239,10 @@ fn base_manifest(prepared: &Prepared, stamps: &Stamps, started_at: DateTime<Utc>
             })
             .collect(),
         data_sha256: prepared.data_sha256.clone(),
+        source_versions: crate::plan::delta_versions(&prepared.listings)
+            .into_iter()
+            .map(|(name, version)| (name.to_string(), version))
+            .collect(),
         inputs: prepared.input_files(),
         rows: RowCounts::default(),
         scan: Default::default(),

@@ -562,3 +562,100 @@ fn null_predictions(metadata: &ParquetMetaData, columns: &[String]) -> u64 {
     }
     unscored
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{AsArray, Int64Array};
+    use std::collections::BTreeSet;
+
+    use arrow::datatypes::UInt64Type;
+    use object_store::memory::InMemory;
+
+    fn spec(max_file_bytes: u64, max_open_files: usize) -> WriteSpec {
+        WriteSpec {
+            staging: "memory:///t/".into(),
+            partition_by: vec!["p".into()],
+            compression: "snappy".into(),
+            metadata: vec![],
+            prediction_columns: vec![],
+            buffer_bytes: 1 << 20,
+            run_id: "run".into(),
+            extension: ".parquet".into(),
+            max_file_bytes,
+            max_open_files,
+        }
+    }
+
+    /// Writes `batches` batches of 100 rows, batch `i` all in partition `i % partitions`;
+    /// returns (partition, rows, bytes) per file.
+    async fn write(spec: WriteSpec, batches: i64, partitions: i64) -> Vec<(String, u64, u64)> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("x", DataType::Int64, false),
+            Field::new("p", DataType::Int64, false),
+        ]));
+        let data: Vec<Result<RecordBatch>> = (0..batches)
+            .map(|i| {
+                Ok(RecordBatch::try_new(
+                    Arc::clone(&schema),
+                    vec![
+                        Arc::new(Int64Array::from_iter_values(i * 100..(i + 1) * 100)),
+                        Arc::new(Int64Array::from(vec![i % partitions; 100])),
+                    ],
+                )?)
+            })
+            .collect();
+        let input: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&schema),
+            futures::stream::iter(data),
+        ));
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let report = write_partition(input, spec, store, ObjectPath::from("t"), 0)
+            .await
+            .expect("written");
+        let (partition, rows, bytes) = (
+            report.column(1).as_string::<i32>(),
+            report.column(2).as_primitive::<UInt64Type>(),
+            report.column(3).as_primitive::<UInt64Type>(),
+        );
+        (0..report.num_rows())
+            .map(|i| {
+                (
+                    partition.value(i).to_string(),
+                    rows.value(i),
+                    bytes.value(i),
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn files_roll_over_at_the_size_limit() {
+        let unlimited = write(spec(u64::MAX, 64), 40, 1).await;
+        assert_eq!(unlimited.len(), 1);
+        let whole = unlimited[0].2;
+        let limit = whole / 5;
+        let files = write(spec(limit, 64), 40, 1).await;
+        assert!(files.len() >= 4, "{files:?}");
+        assert_eq!(files.iter().map(|f| f.1).sum::<u64>(), 4000);
+        // A file closes once its estimated size reaches the limit: none passes it by more
+        // than one batch.
+        let batch = whole / 40 * 2;
+        for f in &files {
+            assert!(f.2 <= limit + batch, "{f:?} vs {limit}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_task_keeps_at_most_max_open_files_open() {
+        // 6 partitions written round-robin: with room for all, one file each; with room for
+        // two, every batch finds its partition's file closed and starts another.
+        let roomy = write(spec(u64::MAX, 64), 24, 6).await;
+        assert_eq!(roomy.len(), 6);
+        let tight = write(spec(u64::MAX, 2), 24, 6).await;
+        assert_eq!(tight.len(), 24);
+        assert_eq!(tight.iter().map(|f| f.1).sum::<u64>(), 2400);
+        let partitions: BTreeSet<&str> = tight.iter().map(|f| f.0.as_str()).collect();
+        assert_eq!(partitions.len(), 6);
+    }
+}

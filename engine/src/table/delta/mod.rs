@@ -276,6 +276,23 @@ impl DeltaTable {
         }
     }
 
+    /// The actions of log entry `version`; `None` when it is not there (never written, or
+    /// cleaned up behind a checkpoint).
+    async fn log_entry(&self, version: u64) -> Result<Option<Vec<Action>>> {
+        let Some(bytes) = self
+            .log
+            .log_store()
+            .read_commit_entry(version)
+            .await
+            .map_err(delta_error(&self.location, "read the log"))?
+        else {
+            return Ok(None);
+        };
+        deltalake_core::logstore::get_actions(version, &bytes)
+            .map(Some)
+            .map_err(delta_error(&self.location, "read the log"))
+    }
+
     /// The version that run `run_id` committed, looking at the log after version `after` up to
     /// the latest; `None` when no entry names it. Tells a commit whose reply was lost (it landed)
     /// from one that failed, and keeps `gc` off the files of a run that committed.
@@ -292,17 +309,10 @@ impl DeltaTable {
         let Some(last) = latest.version() else {
             return Ok(None);
         };
-        let store = self.log.log_store();
         for version in after.map_or(0, |v| v + 1)..=last {
-            let Some(bytes) = store
-                .read_commit_entry(version)
-                .await
-                .map_err(delta_error(&self.location, "read the log"))?
-            else {
+            let Some(actions) = self.log_entry(version).await? else {
                 continue; // cleaned up behind a checkpoint
             };
-            let actions = deltalake_core::logstore::get_actions(version, &bytes)
-                .map_err(delta_error(&self.location, "read the log"))?;
             let names_run = actions.iter().any(|a| {
                 matches!(a, Action::CommitInfo(info)
                     if info.info.get(RUN_ID_KEY).and_then(|v| v.as_str()) == Some(run_id))
@@ -496,18 +506,11 @@ impl DeltaTable {
                 location: self.location.to_string(),
             });
         };
-        let store = self.log.log_store();
         let mut entries = Vec::new();
         for version in 0..=latest {
-            let Some(bytes) = store
-                .read_commit_entry(version)
-                .await
-                .map_err(delta_error(&self.location, "read the log"))?
-            else {
+            let Some(actions) = self.log_entry(version).await? else {
                 continue; // cleaned up behind a checkpoint
             };
-            let actions = deltalake_core::logstore::get_actions(version, &bytes)
-                .map_err(delta_error(&self.location, "read the log"))?;
             let mut entry = HistoryEntry {
                 version,
                 timestamp: None,

@@ -3,7 +3,7 @@
 //!
 //! Only top-level columns of plain types get bounds: integers, floats, dates, timestamps and
 //! short strings. A bound is only ever widened, never narrowed: a timestamp's maximum is rounded
-//! up to the millisecond the protocol stores, and a string longer than [`MAX_STRING_BOUND`] gets
+//! up to the millisecond the protocol stores, and a string longer than 64 bytes gets
 //! no bounds at all.
 
 use std::collections::BTreeMap;
