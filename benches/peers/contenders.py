@@ -47,11 +47,13 @@ class Contender:
     engine: str              # "scorch" or a key of peers.PEERS
     dataset: str
     model: str | None        # None: a floor job (no model)
+    output_format: str = "delta"   # scorch's [output] format: "delta" or "parquet"
 
     @property
     def key(self):
-        """A unique, file-name-safe id: workload.dataset.model.engine."""
-        return f"{self.workload}.{self.dataset}.{self.model or 'floor'}.{self.engine}"
+        """A unique, file-name-safe id: workload.dataset.model.engine[.format]."""
+        key = f"{self.workload}.{self.dataset}.{self.model or 'floor'}.{self.engine}"
+        return key if self.output_format == "delta" else f"{key}.{self.output_format}"
 
     @property
     def output(self):
@@ -59,7 +61,7 @@ class Contender:
 
     @property
     def is_reference(self):
-        return self.engine == "scorch" and self.model is not None
+        return self.engine == "scorch" and self.model is not None and self.output_format == "delta"
 
 
 _c = Contender
@@ -68,6 +70,8 @@ _c = Contender
 WORKLOADS = {
     "mlp": [
         _c("mlp", "scorch", "scorch", "mlp", "mlp"),
+        # The same job writing the Parquet mode instead of a Delta table: the Delta overhead.
+        _c("mlp", "scorch, Parquet-mode output", "scorch", "mlp", "mlp", "parquet"),
         _c("mlp", "pyarrow + onnxruntime", "ort", "mlp", "mlp"),
         _c("mlp", "PyTorch (pyarrow batches)", "torch", "mlp", "mlp"),
         _c("mlp", "DuckDB + onnxruntime UDF", "duckdb-ort", "mlp", "mlp"),
@@ -165,7 +169,7 @@ def peer_command(c, threads, report_path):
 def scorch_job_spec(c):
     """Keyword arguments of scorch_jobs.write_job for a scorch contender."""
     spec = {"name": c.key.replace(".", "_").replace("-", "_"), "source": datasets.path(c.dataset),
-            "output": c.output}
+            "output": c.output, "output_format": c.output_format}
     if c.model == "minilm":
         spec.update(model="minilm", package=models.package("minilm"), embed=True)
     else:

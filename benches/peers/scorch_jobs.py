@@ -18,11 +18,13 @@ def package_hash(scorch, package):
     return result.stdout.strip()
 
 
-def write_job(scorch, *, name, source, output, threads, model=None, package=None, inputs=(), embed=False):
+def write_job(scorch, *, name, source, output, threads, model=None, package=None, inputs=(), embed=False,
+              output_format="delta"):
     """Writes benches/data/jobs/<name>.toml and returns its path.
 
     `model`/`package`: the model's name and package folder (None for a floor job); `inputs`: the
-    feature columns passed to predict (or summed by a floor job); `embed`: embed(text) instead.
+    feature columns passed to predict (or summed by a floor job); `embed`: embed(text) instead;
+    `output_format`: the output table's format (a Delta table, or the Parquet mode).
     """
     os.makedirs(JOBS_DIR, exist_ok=True)
 
@@ -44,7 +46,7 @@ def write_job(scorch, *, name, source, output, threads, model=None, package=None
                   f'sha256 = "{package_hash(scorch, package)}"', ""]
     lines += [
         "[query]", f'sql = "SELECT id, {expr} AS prediction FROM features"', "",
-        "[output]", f'url = "{from_jobs(output)}"', "",
+        "[output]", f'url = "{from_jobs(output)}"', f'format = "{output_format}"', "",
         "[execution]", f"target_partitions = {threads}", "device = \"cpu\"", "",
     ]
     path = os.path.join(JOBS_DIR, f"{name}.toml")
