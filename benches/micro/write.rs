@@ -108,7 +108,6 @@ fn stamp_and_write(c: &mut Criterion) {
                     partition_by: Vec::new(),
                     compression: "snappy".into(),
                     metadata: vec![("scorch.job".into(), "bench".into())],
-                    prediction_columns: vec!["score".into()],
                     buffer_bytes: 10 << 20,
                     run_id: "bench".into(),
                     extension: ".parquet".into(),

@@ -18,7 +18,8 @@
 //! - [`cluster`]: Ballista scheduler, executors, client and codecs;
 //! - [`package`]: `scorch model …` commands over model packages;
 //! - [`demo`]: the self-contained demo (data, training, job);
-//! - [`process`]: allocator settings, signals, failpoints.
+//! - [`process`]: allocator settings, signals, failpoints;
+//! - [`telemetry`]: what a run reports when it ends (Prometheus metrics).
 //!
 //! ## Example
 //!
@@ -47,6 +48,7 @@ pub mod process;
 pub mod run;
 pub mod store;
 pub mod table;
+pub mod telemetry;
 
 pub use error::{Error, ExitCode, Result};
 pub use job::JobSpec;

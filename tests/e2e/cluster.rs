@@ -2,7 +2,6 @@
 //! separate `scorch` process on 127.0.0.1, with the S3 test server as the object store.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -12,14 +11,6 @@ use tempfile::TempDir;
 use crate::servers::{Backend, Server, scorch_on, server};
 use crate::stores::{remote_job, write_remote_job};
 use crate::support::*;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 /// `scorch scheduler` on 127.0.0.1:`port`.
 fn scheduler_command(port: u16) -> std::process::Command {
@@ -207,6 +198,22 @@ fn cluster_output_equals_local_output() {
         assert_ne!(a.run_id, b.run_id);
     }
     assert_eq!(m["data_sha256"], local.json()["data_sha256"]);
+    // The scoring functions' counts come back from the executors: the same rows unscored, for
+    // the same reasons, as in process.
+    let local_rows_json = &local.json()["rows"];
+    assert!(
+        local_rows_json["unscored"].as_u64() > Some(0),
+        "{local_rows_json}"
+    );
+    assert_eq!(m["rows"]["unscored"], local_rows_json["unscored"]);
+    assert_eq!(
+        m["rows"]["models"]["churn"]["reasons"],
+        local_rows_json["models"]["churn"]["reasons"]
+    );
+    assert_eq!(
+        m["rows"]["models"]["churn"]["inputs"],
+        local_rows_json["models"]["churn"]["inputs"]
+    );
     // The same commit protocol: the table's creation and one version per run, the cluster's
     // replacing the local run's file; no in-flight record left behind.
     let listing = s3.list(&format!("{}/out/churn_scores", job.folder));

@@ -9,6 +9,7 @@ mod deploy;
 mod errors;
 mod explain;
 mod formats;
+mod metrics;
 mod readers;
 mod safety;
 mod scoring;

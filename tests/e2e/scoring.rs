@@ -13,14 +13,16 @@ fn job(dir: &Path) -> String {
     dir.join("churn.toml").to_str().expect("utf-8").to_string()
 }
 
-/// Customer ids of a day whose features break the model's contract: a null, a NaN, or a value
-/// outside the manifest's declared range.
-fn broken_rows(dir: &Path, day: &str) -> Vec<i64> {
+/// Customer ids of a day whose features break the model's contract (a null, a NaN, an infinity,
+/// or a value outside the manifest's declared range), each with the reason and the first input
+/// that breaks it, in the manifest's order of inputs: computed here from the data and the
+/// manifest, independently of the engine.
+fn broken_reasons(dir: &Path, day: &str) -> BTreeMap<i64, (&'static str, String)> {
     let manifest: toml::Value =
         toml::from_str(&fs::read_to_string(dir.join("models/churn/model.toml")).expect("manifest"))
             .expect("toml");
     let inputs = manifest["inputs"].as_array().expect("inputs");
-    let mut broken = Vec::new();
+    let mut broken = BTreeMap::new();
     for batch in read_parquet(&dir.join(format!("data/features/ds={day}/part-0.parquet"))) {
         let ids = batch
             .column_by_name("customer_id")
@@ -28,29 +30,54 @@ fn broken_rows(dir: &Path, day: &str) -> Vec<i64> {
             .as_primitive::<Int64Type>()
             .clone();
         for row in 0..batch.num_rows() {
-            let bad = inputs.iter().any(|input| {
+            let first = inputs.iter().find_map(|input| {
                 let name = input["name"].as_str().expect("name");
                 let col = batch.column_by_name(name).expect("feature");
                 let col = col.as_primitive::<Float32Type>();
                 let v = f64::from(col.value(row));
-                col.is_null(row)
-                    || !v.is_finite()
-                    || input
-                        .get("min")
-                        .and_then(|m| m.as_float())
-                        .is_some_and(|m| v < m)
-                    || input
-                        .get("max")
-                        .and_then(|m| m.as_float())
-                        .is_some_and(|m| v > m)
+                let bound = |key: &str| input.get(key).and_then(|m| m.as_float());
+                let reason = if col.is_null(row) {
+                    "null"
+                } else if v.is_nan() {
+                    "nan"
+                } else if v.is_infinite() {
+                    "infinite"
+                } else if bound("min").is_some_and(|m| v < m) {
+                    "below_min"
+                } else if bound("max").is_some_and(|m| v > m) {
+                    "above_max"
+                } else {
+                    return None;
+                };
+                Some((reason, name.to_string()))
             });
-            if bad {
-                broken.push(ids.value(row));
+            if let Some(first) = first {
+                broken.insert(ids.value(row), first);
             }
         }
     }
-    broken.sort();
     broken
+}
+
+/// Customer ids of a day whose features break the model's contract.
+fn broken_rows(dir: &Path, day: &str) -> Vec<i64> {
+    broken_reasons(dir, day).into_keys().collect()
+}
+
+/// `counts` keyed by name, from the manifest's `rows.models.<model>.<field>` object.
+fn manifest_counts(
+    manifest: &serde_json::Value,
+    model: &str,
+    field: &str,
+) -> BTreeMap<String, u64> {
+    manifest["rows"]["models"][model][field]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), v.as_u64().expect("a count")))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[test]
@@ -85,6 +112,216 @@ fn rows_breaking_the_input_contract_get_null_and_are_counted() {
         rows.iter()
             .filter_map(|r| r.probability)
             .all(|p| (0.0..=1.0).contains(&p))
+    );
+    // Each reason and each first failing input, counted as computed from the data here.
+    let why = broken_reasons(dir.path(), DAYS[2]);
+    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+    let mut inputs: BTreeMap<String, u64> = BTreeMap::new();
+    for (reason, input) in why.values() {
+        *reasons.entry(reason.to_string()).or_default() += 1;
+        *inputs.entry(input.clone()).or_default() += 1;
+    }
+    assert!(
+        reasons.len() >= 2,
+        "the demo breaks rows in more than one way: {reasons:?}"
+    );
+    assert_eq!(manifest_counts(&manifest, "churn", "reasons"), reasons);
+    assert_eq!(manifest_counts(&manifest, "churn", "inputs"), inputs);
+    assert_eq!(
+        manifest["rows"]["models"]["churn"]["unscored"].as_u64(),
+        Some(expected.len() as u64)
+    );
+}
+
+/// The feature arguments of the demo query's model call (`tenure_months, …`).
+fn demo_features(dir: &Path) -> String {
+    let original = fs::read_to_string(dir.join("churn.sql")).expect("sql");
+    original
+        .split("'churn',")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .expect("feature list")
+        .to_string()
+}
+
+/// The demo's query with its prediction written as `template` (`{p}` is the model call) and
+/// filtered by `filter` (besides the day).
+fn demo_query_with(dir: &Path, template: &str, filter: &str) {
+    let sql = dir.join("churn.sql");
+    let call = format!("predict('churn',{})", demo_features(dir));
+    fs::write(
+        &sql,
+        format!(
+            "SELECT customer_id, region, {} AS churn_probability, ds FROM features WHERE ds = $ds{}",
+            template.replace("{p}", &call),
+            filter.replace("{p}", &call)
+        ),
+    )
+    .expect("write sql");
+}
+
+/// The quality gate sees every unscored row, whatever the query does with the prediction
+/// afterwards: rounding, COALESCE, arithmetic, or dropping the rows in WHERE. Before, each of
+/// these made the count 0 and let any `max_unscored_fraction` pass.
+#[test]
+fn unscored_counts_do_not_depend_on_what_the_query_does_with_the_prediction() {
+    let dir = demo_copy();
+    let expected = broken_rows(dir.path(), DAYS[2]).len() as u64;
+    assert!(expected > 0);
+    edit(
+        &dir.path().join("churn.toml"),
+        "max_unscored_fraction = 0.01",
+        "max_unscored_fraction = 0.0",
+    );
+    let cases = [
+        // Cast back to the committed column type: the table keeps one schema.
+        ("CAST(ROUND({p}, 2) AS FLOAT)", ""),
+        ("CAST(COALESCE({p}, 0.5) AS FLOAT)", ""),
+        ("CAST({p} * 1.0 AS FLOAT)", ""),
+        ("{p}", " AND {p} > 0.5"),
+        ("{p}", " AND {p} IS NOT NULL"),
+    ];
+    for (template, filter) in cases {
+        demo_query_with(dir.path(), template, filter);
+        let r = run(&[
+            "run",
+            &job(dir.path()),
+            "--param",
+            &format!("ds={}", DAYS[2]),
+            "--json",
+        ]);
+        r.assert_code(4);
+        let m = r.json();
+        assert_eq!(
+            m["rows"]["unscored"].as_u64(),
+            Some(expected),
+            "{template}{filter}: {}",
+            m["rows"]
+        );
+        assert_eq!(m["status"], "rejected_by_checks", "{template}{filter}");
+        assert!(
+            r.stderr.contains("max_unscored_fraction"),
+            "{template}{filter}: {}",
+            r.stderr
+        );
+    }
+    assert!(
+        !dir.path()
+            .join("out/churn_scores/_delta_log/00000000000000000001.json")
+            .exists(),
+        "no run published"
+    );
+}
+
+/// A float column by the row's `id` (`None` for NULL).
+fn floats_by_id(batches: &[arrow::array::RecordBatch], column: &str) -> BTreeMap<i64, Option<f32>> {
+    let mut out = BTreeMap::new();
+    for batch in batches {
+        let ids = batch
+            .column_by_name("id")
+            .expect("id")
+            .as_primitive::<Int64Type>();
+        let values = batch
+            .column_by_name(column)
+            .unwrap_or_else(|| panic!("no column {column}"))
+            .as_primitive::<Float32Type>();
+        for i in 0..batch.num_rows() {
+            out.insert(ids.value(i), values.is_valid(i).then(|| values.value(i)));
+        }
+    }
+    out
+}
+
+/// Field access on a multi-output model's struct counts the rows the model left unscored.
+#[test]
+fn field_access_on_a_multi_output_prediction_counts_unscored_rows() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/mlp");
+    let dir = tempfile::TempDir::new().expect("temp");
+    copy_dir(&fixture, dir.path());
+    let job = dir.path().join("classifier.toml");
+    edit(
+        &job,
+        "predict('classifier', x0, x1, x2, x3, x4, x5) AS prediction",
+        "predict('classifier', CASE WHEN id % 10 = 3 THEN NULL ELSE x0 END, x1, x2, x3, x4, x5)['p_b'] AS p_b",
+    );
+    fs::write(
+        &job,
+        fs::read_to_string(&job).expect("job") + "\n[checks]\nmax_unscored_fraction = 0.0\n",
+    )
+    .expect("write job");
+    let ids: Vec<i64> = data_files(&dir.path().join("data"))
+        .iter()
+        .flat_map(|f| read_parquet(f))
+        .flat_map(|b| {
+            b.column_by_name("id")
+                .expect("id")
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    let expected = ids.iter().filter(|id| *id % 10 == 3).count() as u64;
+    assert!(expected > 0);
+    let r = run(&["run", job.to_str().expect("utf-8"), "--json"]);
+    r.assert_code(4);
+    let m = r.json();
+    assert_eq!(
+        m["rows"]["unscored"].as_u64(),
+        Some(expected),
+        "{}",
+        m["rows"]
+    );
+    assert_eq!(
+        manifest_counts(&m, "classifier", "reasons"),
+        BTreeMap::from([("null".to_string(), expected)])
+    );
+    assert_eq!(
+        manifest_counts(&m, "classifier", "inputs"),
+        BTreeMap::from([("x0".to_string(), expected)])
+    );
+}
+
+/// A graph with an Imputer receives missing values as NaN; where it passes one through to its
+/// output, onnxruntime returns NaN. scorch returns NULL for exactly those rows and counts them
+/// as non-finite predictions.
+#[test]
+fn non_finite_predictions_of_an_imputing_graph_are_null_and_counted() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/imputer");
+    let dir = tempfile::TempDir::new().expect("temp");
+    copy_dir(&fixture, dir.path());
+    let job = dir.path().join("partial_imputer.toml");
+    let r = run(&["run", job.to_str().expect("utf-8"), "--json"]);
+    r.assert_ok();
+    let golden = floats_by_id(
+        &read_parquet(&dir.path().join("golden/partial_imputer.parquet")),
+        "value",
+    );
+    let nan_rows = golden.values().flatten().filter(|v| v.is_nan()).count() as u64;
+    assert!(nan_rows > 0, "the fixture must make NaN predictions");
+    let batches: Vec<_> = data_files(&dir.path().join("out/partial_imputer"))
+        .iter()
+        .flat_map(|f| read_parquet(f))
+        .collect();
+    let ours = floats_by_id(&batches, "prediction");
+    assert_eq!(ours.len(), golden.len());
+    for (id, want) in &golden {
+        let want = want.expect("onnxruntime returns a value for every row");
+        match ours[id] {
+            None => assert!(
+                want.is_nan(),
+                "row {id}: NULL where onnxruntime gave {want}"
+            ),
+            Some(have) => assert!(
+                (have - want).abs() <= 1e-5 * want.abs().max(1.0),
+                "row {id}: {have} vs {want}"
+            ),
+        }
+    }
+    let m = r.json();
+    assert_eq!(m["rows"]["unscored"].as_u64(), Some(nan_rows));
+    assert_eq!(
+        manifest_counts(&m, "partial_imputer", "reasons"),
+        BTreeMap::from([("non_finite_prediction".to_string(), nan_rows)])
     );
 }
 
@@ -382,13 +619,7 @@ fn predict_works_in_ctes_filters_and_expressions() {
 
     // The same model call in a CTE, filtered on the prediction, and inside an expression.
     let sql = dir.path().join("churn.sql");
-    let original = fs::read_to_string(&sql).expect("sql");
-    let features = original
-        .split("'churn',")
-        .nth(1)
-        .and_then(|rest| rest.split(')').next())
-        .expect("feature list")
-        .to_string();
+    let features = demo_features(dir.path());
     fs::write(
         &sql,
         format!(

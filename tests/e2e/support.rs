@@ -425,3 +425,12 @@ pub fn parquet_mode(dir: &Path) {
         "mode = \"overwrite\"\nformat = \"parquet\"",
     );
 }
+
+/// A TCP port free on 127.0.0.1 at the time of asking.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}

@@ -119,6 +119,9 @@ pub struct ScorchOptions {
     /// process reaches the job's stores the same way. Opaque to this crate: the engine's store
     /// registry reads it (see [`crate::StoreResolver::for_session`]).
     pub stores: Option<String>,
+    /// The run the plan belongs to: scoring functions tally their unscored rows under it (see
+    /// [`crate::unscored`]).
+    pub run_id: Option<String>,
 }
 
 impl ScorchOptions {
@@ -128,12 +131,19 @@ impl ScorchOptions {
             catalog,
             device: None,
             stores: None,
+            run_id: None,
         }
     }
 
     /// With the job's device.
     pub fn with_device(mut self, device: impl ToString) -> Self {
         self.device = Some(device.to_string());
+        self
+    }
+
+    /// With the run's id.
+    pub fn with_run_id(mut self, run_id: impl ToString) -> Self {
+        self.run_id = Some(run_id.to_string());
         self
     }
 
@@ -184,8 +194,12 @@ impl ExtensionOptions for ScorchOptions {
                 self.stores = Some(value.to_string());
                 Ok(())
             }
+            "run_id" => {
+                self.run_id = Some(value.to_string());
+                Ok(())
+            }
             other => Err(DataFusionError::Configuration(format!(
-                "unknown scorch option `scorch.{other}` (known: scorch.models, scorch.device, scorch.stores)"
+                "unknown scorch option `scorch.{other}` (known: scorch.models, scorch.device, scorch.stores, scorch.run_id)"
             ))),
         }
     }
@@ -211,6 +225,11 @@ impl ExtensionOptions for ScorchOptions {
                 key: format!("{}.stores", Self::PREFIX),
                 value: self.stores.clone(),
                 description: "The job's per-store options, without credentials (JSON)",
+            },
+            ConfigEntry {
+                key: format!("{}.run_id", Self::PREFIX),
+                value: self.run_id.clone(),
+                description: "The run the plan belongs to, under which unscored rows are tallied",
             },
         ]
     }

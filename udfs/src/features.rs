@@ -12,8 +12,9 @@
 //! - an argument whose SQL type cannot be converted (a string for a numeric input, a date) is
 //!   refused when the query is planned, naming the argument and the expected type.
 //!
-//! Unscored rows are counted by the engine from the written output, and a job can fail when
-//! their share passes a threshold.
+//! Each unscored row has a [`Reason`] and the input that broke the contract first;
+//! [`FeatureMatrix::counts`] sums them for the run's tally ([`crate::unscored`]), and a job can
+//! fail when their share passes a threshold.
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::buffer::{BooleanBuffer, NullBuffer};
@@ -22,6 +23,7 @@ use arrow::datatypes::{DataType, Float32Type, Float64Type};
 
 use crate::error::{Error, Result};
 use crate::package::{FeatureType, InputSpec};
+use crate::unscored::{ModelCounts, Reason};
 
 /// Whether an Arrow type can feed an input of type `expected`.
 pub fn accepts(expected: FeatureType, actual: &DataType) -> bool {
@@ -131,6 +133,9 @@ pub struct FeatureMatrix {
     pub total_rows: usize,
     /// Which input rows are scored; `None` when all are.
     pub valid: Option<BooleanBuffer>,
+    /// Why each input row is not scored: `None` when all are; per row 0 when scored, otherwise
+    /// the reason's code in the low byte and the failing input's position plus one above it.
+    pub rejected: Option<Vec<u32>>,
     scored: usize,
 }
 
@@ -145,6 +150,7 @@ impl FeatureMatrix {
             slots: (0..cols).map(Slot::Numeric).collect(),
             total_rows: scored,
             valid: None,
+            rejected: None,
             scored,
         }
     }
@@ -159,6 +165,7 @@ impl FeatureMatrix {
             slots: vec![Slot::Text(0)],
             total_rows: scored,
             valid: None,
+            rejected: None,
             scored,
         }
     }
@@ -181,7 +188,6 @@ impl FeatureMatrix {
         let total_rows = columns.first().map_or(0, |c| c.len());
         let mut slots = Vec::with_capacity(inputs.len());
         let mut numeric_columns: Vec<NumericColumn> = Vec::new();
-        let mut numeric_specs: Vec<&InputSpec> = Vec::new();
         let mut text_columns: Vec<ArrayRef> = Vec::new();
         for (column, spec) in columns.iter().zip(inputs) {
             if spec.dtype == FeatureType::String {
@@ -190,25 +196,32 @@ impl FeatureMatrix {
             } else {
                 slots.push(Slot::Numeric(numeric_columns.len()));
                 numeric_columns.push(NumericColumn::try_new(column)?);
-                numeric_specs.push(spec);
             }
         }
 
-        // Pass 1: which rows keep every feature within its contract.
-        let mut valid = vec![true; total_rows];
-        for (column, spec) in numeric_columns.iter().zip(&numeric_specs) {
-            column.check(spec, missing, precision, &mut valid);
-        }
-        for array in &text_columns {
-            for (row, ok) in valid.iter_mut().enumerate() {
-                if array.is_null(row) {
-                    *ok = false;
+        // Pass 1: which rows keep every feature within its contract, and why the others do not
+        // (the first failing input, in declaration order).
+        let mut rejected = vec![0u32; total_rows];
+        for (position, (column, spec)) in columns.iter().zip(inputs).enumerate() {
+            let input = (position as u32 + 1) << 8;
+            match slots[position] {
+                Slot::Numeric(i) => {
+                    numeric_columns[i].check(spec, missing, precision, input, &mut rejected)
+                }
+                Slot::Text(_) => {
+                    if let Some(nulls) = column.logical_nulls() {
+                        for (row, code) in rejected.iter_mut().enumerate() {
+                            if *code == 0 && nulls.is_null(row) {
+                                *code = input | u32::from(Reason::Null.code());
+                            }
+                        }
+                    }
                 }
             }
         }
-        let any_invalid = valid.iter().any(|v| !v);
+        let any_invalid = rejected.iter().any(|c| *c != 0);
         let rows: Option<Vec<usize>> =
-            any_invalid.then(|| (0..total_rows).filter(|r| valid[*r]).collect());
+            any_invalid.then(|| (0..total_rows).filter(|r| rejected[*r] == 0).collect());
         let scored = rows.as_ref().map_or(total_rows, Vec::len);
 
         // Pass 2: gather the valid rows, row-major; missing values become NaN.
@@ -235,7 +248,7 @@ impl FeatureMatrix {
                     .collect()
             })
             .collect();
-        let valid = any_invalid.then(|| BooleanBuffer::from_iter(valid.iter().copied()));
+        let valid = any_invalid.then(|| BooleanBuffer::from_iter(rejected.iter().map(|c| *c == 0)));
         Ok(Self {
             numeric,
             cols,
@@ -243,8 +256,31 @@ impl FeatureMatrix {
             slots,
             total_rows,
             valid,
+            rejected: any_invalid.then_some(rejected),
             scored,
         })
+    }
+
+    /// The rows of this matrix by outcome: all rows, the unscored ones, and why (`inputs` are
+    /// the declared inputs the matrix was built with, for their names).
+    pub fn counts(&self, inputs: &[InputSpec]) -> ModelCounts {
+        let mut counts = ModelCounts {
+            rows: self.total_rows as u64,
+            ..ModelCounts::default()
+        };
+        for &code in self.rejected.iter().flatten().filter(|c| **c != 0) {
+            counts.unscored += 1;
+            if let Some(reason) = Reason::from_code((code & 0xff) as u8) {
+                *counts.reasons.entry(reason).or_default() += 1;
+            }
+            if let Some(input) = ((code >> 8) as usize)
+                .checked_sub(1)
+                .and_then(|i| inputs.get(i))
+            {
+                *counts.inputs.entry(input.name.clone()).or_default() += 1;
+            }
+        }
+        counts
     }
 
     /// Number of rows scored.
@@ -279,39 +315,57 @@ impl NumericColumn {
         }
     }
 
-    /// Clears `valid` for rows whose value breaks the contract: NULL or NaN (unless the model
-    /// takes missing values), infinite, outside `[min, max]`, or beyond what `precision` holds.
+    /// Sets the code of rows not yet rejected whose value breaks the contract: NULL or NaN
+    /// (unless the model takes missing values), infinite, outside `[min, max]`, or beyond what
+    /// `precision` holds. `input` is this input's position in the code (see
+    /// [`FeatureMatrix::rejected`]).
     fn check(
         &self,
         spec: &InputSpec,
         missing: MissingPolicy,
         precision: Precision,
-        valid: &mut [bool],
+        input: u32,
+        rejected: &mut [u32],
     ) {
         let representable = match precision {
             Precision::F32 => f64::from(f32::MAX),
             Precision::F64 => f64::MAX,
         };
-        let min = spec.min.unwrap_or(f64::NEG_INFINITY).max(-representable);
-        let max = spec.max.unwrap_or(f64::INFINITY).min(representable);
+        let min = spec.min.unwrap_or(f64::NEG_INFINITY);
+        let max = spec.max.unwrap_or(f64::INFINITY);
         let pass_nan = missing == MissingPolicy::PassNan;
-        // NaN compares false, so this is "finite and in range", or "NaN" when NaN may pass.
-        let ok = |v: f64| (v >= min && v <= max && v.is_finite()) || (pass_nan && v.is_nan());
+        let code = |r: Reason| input | u32::from(r.code());
+        let (nan, infinite, below, above, beyond) = (
+            if pass_nan { 0 } else { code(Reason::Nan) },
+            code(Reason::Infinite),
+            code(Reason::BelowMin),
+            code(Reason::AboveMax),
+            code(Reason::OutOfRange),
+        );
+        // Selects rather than early returns, so that the loop stays branch-free.
+        let classify = |v: f64| {
+            let c = if v.abs() > representable { beyond } else { 0 };
+            let c = if v > max { above } else { c };
+            let c = if v < min { below } else { c };
+            let c = if v.is_infinite() { infinite } else { c };
+            if v.is_nan() { nan } else { c }
+        };
+        let null = if pass_nan { 0 } else { code(Reason::Null) };
         let nulls = self.array().logical_nulls().filter(|n| n.null_count() > 0);
         match self {
             Self::F32(a) => check_values(
                 a.as_primitive::<Float32Type>().values(),
                 nulls.as_ref(),
-                pass_nan,
-                valid,
-                |v| ok(f64::from(v)),
+                null,
+                rejected,
+                |v| classify(f64::from(v)),
             ),
             Self::F64(a) => check_values(
                 a.as_primitive::<Float64Type>().values(),
                 nulls.as_ref(),
-                pass_nan,
-                valid,
-                ok,
+                null,
+                rejected,
+                classify,
             ),
         }
     }
@@ -354,22 +408,28 @@ impl NumericColumn {
     }
 }
 
-/// `valid[row] &= ok(value)`, or `pass_nan` for a NULL (whose slot holds an arbitrary value).
+/// Sets `rejected[row]` to `classify(value)` where it is still 0, or to `null` for a NULL (whose
+/// slot holds an arbitrary value).
 fn check_values<T: Copy>(
     values: &[T],
     nulls: Option<&NullBuffer>,
-    pass_nan: bool,
-    valid: &mut [bool],
-    ok: impl Fn(T) -> bool,
+    null: u32,
+    rejected: &mut [u32],
+    classify: impl Fn(T) -> u32,
 ) {
     match nulls {
-        None => valid
-            .iter_mut()
-            .zip(values)
-            .for_each(|(valid, v)| *valid &= ok(*v)),
+        None => rejected.iter_mut().zip(values).for_each(|(code, v)| {
+            let c = classify(*v);
+            *code = if *code == 0 { c } else { *code };
+        }),
         Some(nulls) => {
-            for (row, (valid, v)) in valid.iter_mut().zip(values).enumerate() {
-                *valid &= if nulls.is_null(row) { pass_nan } else { ok(*v) };
+            for (row, (code, v)) in rejected.iter_mut().zip(values).enumerate() {
+                let c = if nulls.is_null(row) {
+                    null
+                } else {
+                    classify(*v)
+                };
+                *code = if *code == 0 { c } else { *code };
             }
         }
     }
@@ -513,6 +573,20 @@ mod tests {
         assert_eq!(valid, vec![true, false, false, true, false, false]);
         assert_eq!(m.numeric, Numeric::F32(vec![1.0, 10.0, 4.0, 40.0]));
         assert_eq!(m.scored_rows(), 2);
+        let counts = m.counts(&[spec("a", None, None), spec("b", Some(0.0), Some(60.0))]);
+        assert_eq!((counts.rows, counts.unscored), (6, 4));
+        let reasons: Vec<(Reason, u64)> = counts.reasons.into_iter().collect();
+        assert_eq!(
+            reasons,
+            vec![
+                (Reason::Null, 1),
+                (Reason::Nan, 1),
+                (Reason::Infinite, 1),
+                (Reason::AboveMax, 1)
+            ]
+        );
+        assert_eq!(counts.inputs["a"], 3);
+        assert_eq!(counts.inputs["b"], 1);
     }
 
     #[test]
@@ -531,6 +605,11 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(single.scored_rows(), 1, "±1e39 cannot reach a float model");
+        assert_eq!(
+            single.counts(&inputs).reasons[&Reason::OutOfRange],
+            2,
+            "beyond the type, not infinite"
+        );
         assert_eq!(single.numeric, Numeric::F32(vec![1.0, big as f32]));
         let double =
             FeatureMatrix::try_new("m", &[a, b], &inputs, Precision::F64, MissingPolicy::Reject)

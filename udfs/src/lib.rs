@@ -9,6 +9,7 @@
 //!   BERT-family sentence encoders with their tokenizers;
 //! - [`features`]: Arrow columns to feature matrices, applying the input contract (null, NaN,
 //!   out-of-range rows are not scored and get `NULL`);
+//! - [`unscored`]: the rows each model declined to score, by reason, tallied per run;
 //! - [`functions`]: the DataFusion scalar functions (`predict`, `embed`);
 //! - [`init`]: manifests inferred from exported models (`scorch model init`);
 //! - [`catalog`]: the model catalog that travels with a plan as a config extension, so remote
@@ -51,6 +52,7 @@ pub mod init;
 pub mod kernels;
 pub mod package;
 pub mod runtime;
+pub mod unscored;
 
 pub use cache::{LocalResolver, ModelLoader, StoreResolver};
 pub use catalog::{ModelCatalog, ModelRef, ScorchOptions};

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use scorch_engine::job::check_at_least_one;
 use scorch_engine::job::parse_param_arg;
+use scorch_engine::telemetry::metrics::MetricsSinks;
 use scorch_engine::{Error, JobSpec, RunOptions};
 use scorch_udfs::DeviceSpec;
 
@@ -59,6 +60,8 @@ pub enum Command {
         /// Print the run manifest as JSON on stdout instead of a summary.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        metrics: MetricsArgs,
     },
     /// Show the plan and what a run would read (files, row groups, bytes) against what it prunes.
     Explain {
@@ -253,7 +256,47 @@ pub struct JobArgs {
     cluster: Option<String>,
 }
 
+/// Where a run's Prometheus metrics go when it ends, success or failure.
+#[derive(Debug, Clone, Args)]
+pub struct MetricsArgs {
+    /// Write the run's metrics to this file in Prometheus' text format, atomically (for
+    /// node_exporter's textfile collector: a `*.prom` file in its directory).
+    #[arg(long, value_name = "PATH")]
+    metrics_file: Option<PathBuf>,
+    /// Push the run's metrics to this Prometheus Pushgateway (`http://host:9091`).
+    #[arg(long, value_name = "URL")]
+    pushgateway: Option<String>,
+    /// The `job` label of the metrics and the Pushgateway's grouping key (default: the job's
+    /// name).
+    #[arg(long, value_name = "NAME", value_parser = nonempty_arg)]
+    metrics_job: Option<String>,
+}
+
+impl MetricsArgs {
+    /// The sinks these flags name.
+    pub fn sinks(&self) -> MetricsSinks {
+        MetricsSinks {
+            file: self.metrics_file.clone(),
+            pushgateway: self.pushgateway.clone(),
+            job: self.metrics_job.clone(),
+        }
+    }
+}
+
+fn nonempty_arg(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        Err("must not be empty".into())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
 impl JobArgs {
+    /// The job file as given.
+    pub fn file(&self) -> &std::path::Path {
+        &self.job
+    }
+
     /// Reads the job file and the run options the flags give.
     pub fn load(&self, quiet: bool) -> Result<(JobSpec, RunOptions), Error> {
         let job = JobSpec::try_from_file(&self.job)?;

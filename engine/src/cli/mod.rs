@@ -11,13 +11,14 @@ pub mod print;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode as ProcessExit;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use scorch_engine::demo::{self, DemoOptions};
 use scorch_engine::process::{allocator, shutdown};
 use scorch_engine::store::StoreRegistry;
 use scorch_engine::store::location::Location;
+use scorch_engine::telemetry::metrics::{MetricsSinks, RunOutcome};
 use scorch_engine::{Error, ExitCode, JobSpec, RunOptions};
 
 use args::{Cli, Command, LogFormat, ModelCommand};
@@ -208,11 +209,51 @@ fn open_location(
     Ok((location, store))
 }
 
+/// Runs a job, then hands how it ended to the metrics sinks (success or failure alike).
+async fn run_and_report(
+    job: &args::JobArgs,
+    quiet: bool,
+    sinks: &MetricsSinks,
+) -> Result<scorch_engine::run::RunReport, Error> {
+    let started = Instant::now();
+    let mut labels = None;
+    let result = match job.load(quiet) {
+        Ok((spec, options)) => {
+            labels = Some((spec.name.clone(), spec.output.location.to_string()));
+            scorch_engine::run::run(&spec, &options).await
+        }
+        Err(e) => Err(e),
+    };
+    if sinks.any() {
+        // A job file that did not load: its file name stands in for the job's name.
+        let (job_name, output) = labels.unwrap_or_else(|| {
+            let stem = job.file().file_stem().map(|s| s.to_string_lossy());
+            (stem.unwrap_or_default().into_owned(), String::new())
+        });
+        let manifest = match &result {
+            Ok(report) => Some(&report.manifest),
+            Err(Error::QualityGate {
+                manifest: Some(m), ..
+            }) => Some(m.as_ref()),
+            Err(_) => None,
+        };
+        let outcome = RunOutcome {
+            job: sinks.job.as_deref().unwrap_or(&job_name),
+            output: &output,
+            manifest,
+            exit_code: result.as_ref().err().map_or(0, |e| e.exit_code().code()),
+            duration: started.elapsed(),
+            finished_at: chrono::Utc::now(),
+        };
+        sinks.emit(&outcome).await;
+    }
+    result
+}
+
 async fn dispatch(command: Command, quiet: bool) -> Result<(), Error> {
     match command {
-        Command::Run { job, json } => {
-            let (spec, options) = job.load(quiet)?;
-            let report = scorch_engine::run::run(&spec, &options).await?;
+        Command::Run { job, json, metrics } => {
+            let report = run_and_report(&job, quiet, &metrics.sinks()).await?;
             if json {
                 print::json(&report.manifest);
             } else {

@@ -89,16 +89,14 @@ pub fn run(report: &RunReport) {
         m.output.version.unwrap_or(0)
     );
     outln!(
-        "  rows: {} read, {} written, {} unscored{}",
+        "  rows: {} read, {} written, {} unscored",
         m.rows.read,
         m.rows.written,
         m.rows.unscored,
-        if m.rows.unscored > 0 {
-            " (features broke the model's input contract)"
-        } else {
-            ""
-        }
     );
+    for line in unscored_reasons(&m.rows.models) {
+        outln!("    {line}");
+    }
     match &m.cluster {
         None => outln!(
             "  input: {} of {} files after partition pruning; row groups: {} read, {} pruned by statistics; {} scanned",
@@ -365,4 +363,36 @@ pub fn optimize(r: &OptimizeReport) {
         ),
         _ => outln!("nothing to compact"),
     }
+}
+
+/// The top reasons each model left rows unscored, a line per model, e.g. `churn: 100 null, 53
+/// nan; first failing input: 100 days_since_login, 53 monthly_charges` (at most three of each).
+pub fn unscored_reasons(models: &scorch_udfs::unscored::Counts) -> Vec<String> {
+    let top = |counts: Vec<(String, u64)>| {
+        let mut counts = counts;
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let more = counts.len().saturating_sub(3);
+        let mut parts: Vec<String> = counts
+            .into_iter()
+            .take(3)
+            .map(|(name, n)| format!("{n} {name}"))
+            .collect();
+        if more > 0 {
+            parts.push(format!("{more} more"));
+        }
+        parts.join(", ")
+    };
+    models
+        .iter()
+        .filter(|(_, c)| c.unscored > 0)
+        .map(|(model, c)| {
+            let reasons = top(c.reasons.iter().map(|(r, n)| (r.to_string(), *n)).collect());
+            let inputs = top(c.inputs.iter().map(|(i, n)| (i.clone(), *n)).collect());
+            if inputs.is_empty() {
+                format!("{model}: {reasons}")
+            } else {
+                format!("{model}: {reasons}; first failing input: {inputs}")
+            }
+        })
+        .collect()
 }

@@ -221,7 +221,6 @@ mod tests {
             partition_by: vec!["ds".into()],
             compression: "snappy".into(),
             metadata: vec![("scorch.run_id".into(), "r".into())],
-            prediction_columns: vec!["p".into()],
             buffer_bytes: 1 << 20,
             run_id: "r".into(),
             extension: ".parquet".into(),

@@ -53,9 +53,13 @@ pub struct RowCounts {
     pub read: u64,
     /// Rows written.
     pub written: u64,
-    /// Written rows whose prediction is `NULL` because a feature broke the model's input
-    /// contract.
+    /// Rows a model declined to score (its prediction is `NULL`): the largest count among the
+    /// job's models, counted by the scoring functions themselves, whatever the query did with
+    /// the prediction afterwards.
     pub unscored: u64,
+    /// Per model: rows scored and unscored, by reason and by input.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub models: scorch_udfs::unscored::Counts,
 }
 
 /// Timings of a run's phases, in milliseconds.

@@ -26,6 +26,7 @@ use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::UInt64Type;
 use chrono::{DateTime, Utc};
 use datafusion::error::DataFusionError;
+use datafusion::execution::TaskContext;
 use datafusion::physical_plan::collect;
 use datafusion::prelude::lit;
 use serde::Serialize;
@@ -73,8 +74,6 @@ pub struct Reported {
     pub rows: u64,
     /// Bytes.
     pub bytes: u64,
-    /// Rows with a NULL prediction.
-    pub unscored: u64,
     /// Delta statistics (JSON).
     pub stats: String,
 }
@@ -275,16 +274,6 @@ async fn stage(
     extension: &str,
 ) -> Result<Staged> {
     let job = &prepared.job;
-    let schema = prepared.query.schema().clone();
-    let prediction_columns: Vec<String> = schema
-        .fields()
-        .iter()
-        .filter(|f| {
-            f.metadata()
-                .contains_key(scorch_udfs::functions::predict::PREDICTION_METADATA)
-        })
-        .map(|f| f.name().clone())
-        .collect();
     let mut stamped = prepared.query.clone();
     for (name, value) in stamps.columns() {
         stamped = stamped
@@ -307,7 +296,6 @@ async fn stage(
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| (k, v)))
             .collect(),
-        prediction_columns: prediction_columns.clone(),
         buffer_bytes: job
             .execution
             .write_buffer_bytes
@@ -331,11 +319,17 @@ async fn stage(
         },
         None => Error::from_query(job, e),
     };
-    let physical = exec_ctx
-        .state()
-        .create_physical_plan(&write)
-        .await
-        .map_err(failed)?;
+    // The run id travels with the plan: scoring functions tally their unscored rows under it.
+    let mut state = exec_ctx.state();
+    state
+        .config_mut()
+        .options_mut()
+        .set("scorch.run_id", &stamps.run_id)
+        .map_err(Error::Execution)?;
+    // Physical expressions take their configuration from the execution properties, which
+    // snapshot it when execution starts.
+    state.mark_start_execution();
+    let physical = state.create_physical_plan(&write).await.map_err(failed)?;
     let rows_counter = Arc::new(AtomicU64::new(0));
     let physical = count_scan_rows(physical, &rows_counter).map_err(Error::Execution)?;
 
@@ -351,7 +345,7 @@ async fn stage(
         total_rows_hint,
         Arc::clone(&rows_counter),
     );
-    let result = collect(Arc::clone(&physical), exec_ctx.task_ctx()).await;
+    let result = collect(Arc::clone(&physical), Arc::new(TaskContext::from(&state))).await;
     if let Some(bar) = bar {
         bar.finish();
     }
@@ -372,7 +366,9 @@ async fn stage(
     let execute_time = execute_started.elapsed();
     let scan_metrics = scan::scan_metrics(&physical);
 
-    let files = reported_files(target.location(), &written)?;
+    let (files, mut models) = reported_files(target.location(), &written)?;
+    // What this process tallied and no writer took (scoring above a stage boundary).
+    scorch_udfs::unscored::merge(&mut models, &scorch_udfs::unscored::take(&stamps.run_id));
     failpoint::hit("staged");
     let written_rows: u64 = files.iter().map(|f| f.rows).sum();
     let rows = RowCounts {
@@ -383,7 +379,8 @@ async fn stage(
             scan_metrics.rows
         },
         written: written_rows,
-        unscored: files.iter().map(|f| f.unscored).sum(),
+        unscored: models.values().map(|m| m.unscored).max().unwrap_or(0),
+        models,
     };
     let check_results = checks::evaluate(&job.checks, &rows);
     let commit_started = Instant::now();
@@ -423,10 +420,14 @@ fn millis(d: Duration) -> u64 {
     d.as_millis().try_into().unwrap_or(u64::MAX)
 }
 
-/// The files the writers reported, sorted, without empty ones; a path reported twice is an
-/// error (two tasks must never share a file).
-fn reported_files(table: &Location, written: &[RecordBatch]) -> Result<Vec<Reported>> {
+/// The files the writers reported, sorted, without empty ones, and the unscored rows they
+/// tallied; a path reported twice is an error (two tasks must never share a file).
+fn reported_files(
+    table: &Location,
+    written: &[RecordBatch],
+) -> Result<(Vec<Reported>, scorch_udfs::unscored::Counts)> {
     let mut reported = Vec::new();
+    let mut tallied = scorch_udfs::unscored::Counts::new();
     for batch in written {
         let column = |name: &str| {
             batch.column_by_name(name).ok_or_else(|| Error::Table {
@@ -438,15 +439,25 @@ fn reported_files(table: &Location, written: &[RecordBatch]) -> Result<Vec<Repor
         let partitions = column("partition")?.as_string::<i32>().clone();
         let rows = column("rows")?.as_primitive::<UInt64Type>().clone();
         let bytes = column("bytes")?.as_primitive::<UInt64Type>().clone();
-        let unscored = column("unscored")?.as_primitive::<UInt64Type>().clone();
         let stats = column("stats")?.as_string::<i32>().clone();
+        let unscored = column("unscored")?.as_string::<i32>().clone();
         for i in 0..batch.num_rows() {
+            if !unscored.value(i).is_empty() {
+                let counts: scorch_udfs::unscored::Counts = serde_json::from_str(unscored.value(i))
+                    .map_err(|e| Error::Table {
+                        output: table.to_string(),
+                        message: format!("a writer reported unreadable unscored counts: {e}"),
+                    })?;
+                scorch_udfs::unscored::merge(&mut tallied, &counts);
+            }
+            if paths.value(i).is_empty() {
+                continue;
+            }
             reported.push(Reported {
                 path: paths.value(i).to_string(),
                 partition: partitions.value(i).to_string(),
                 rows: rows.value(i),
                 bytes: bytes.value(i),
-                unscored: unscored.value(i),
                 stats: stats.value(i).to_string(),
             });
         }
@@ -459,7 +470,7 @@ fn reported_files(table: &Location, written: &[RecordBatch]) -> Result<Vec<Repor
         });
     }
     reported.retain(|f| f.rows > 0);
-    Ok(reported)
+    Ok((reported, tallied))
 }
 
 /// Whether the run writes a Delta table.

@@ -3,9 +3,10 @@
 //! DataFusion's own file sink funnels every partition into one task; on a Ballista cluster that
 //! would make one executor write the whole table. [`StagingWriteExec`] instead writes each input
 //! partition's rows to its own Parquet files (split by the output's Hive partition columns) and
-//! returns one row per file written: its path, partition, rows, bytes and unscored rows (null
-//! predictions, from the footer statistics). On a cluster each executor writes the partitions it
-//! scored; the client commits from the returned file list.
+//! returns one row per file written: its path, partition, rows, bytes and Delta statistics, and
+//! one row without a path carrying the unscored rows the process's scoring functions tallied for
+//! the run ([`scorch_udfs::unscored`]). On a cluster each executor writes the partitions it
+//! scored; the client commits from the returned file list and sums the tallies.
 //!
 //! [`StagingWrite`] is the logical node (`LogicalPlan::Extension`) the client builds;
 //! [`StagingWritePlanner`] turns it into the execution plan on whichever process plans it. Both
@@ -45,7 +46,7 @@ use object_store::buffered::BufWriter;
 use object_store::path::Path as ObjectPath;
 use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::Compression;
-use parquet::file::metadata::{KeyValue, ParquetMetaData};
+use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -63,8 +64,6 @@ pub struct WriteSpec {
     pub compression: String,
     /// Footer key/value metadata.
     pub metadata: Vec<(String, String)>,
-    /// Columns holding predictions, whose nulls count as unscored rows.
-    pub prediction_columns: Vec<String>,
     /// Bytes buffered before a multipart upload starts.
     pub buffer_bytes: usize,
     /// The run writing: part of every file name, so a run's files can be told from others'.
@@ -87,8 +86,8 @@ pub fn result_schema() -> SchemaRef {
             Field::new("partition", DataType::Utf8, false),
             Field::new("rows", DataType::UInt64, false),
             Field::new("bytes", DataType::UInt64, false),
-            Field::new("unscored", DataType::UInt64, false),
             Field::new("stats", DataType::Utf8, false),
+            Field::new("unscored", DataType::Utf8, false),
         ]))
     });
     Arc::clone(&SCHEMA)
@@ -322,7 +321,6 @@ struct Written {
     partition: String,
     rows: u64,
     bytes: u64,
-    unscored: u64,
     stats: String,
 }
 
@@ -412,7 +410,6 @@ impl Files {
             partition: file.partition,
             rows: metadata.file_metadata().num_rows().max(0) as u64,
             bytes: file.writer.bytes_written() as u64,
-            unscored: null_predictions(&metadata, &self.spec.prediction_columns),
             stats: crate::table::delta::stats::json(&metadata, &self.schema),
         });
         Ok(())
@@ -472,7 +469,25 @@ async fn write_partition(
     for key in keys {
         files.close(&key).await?;
     }
-    let done = files.done;
+    let mut done = files.done;
+    // What the scoring functions of this process tallied for the run so far: this partition's
+    // rows were all scored before its input ended. A row with no path carries it.
+    let tallied = scorch_udfs::unscored::take(&files.spec.run_id);
+    let unscored = if tallied.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string(&tallied).map_err(|e| DataFusionError::External(Box::new(e)))?
+    };
+    if !unscored.is_empty() {
+        done.push(Written {
+            path: String::new(),
+            partition: String::new(),
+            rows: 0,
+            bytes: 0,
+            stats: String::new(),
+        });
+    }
+    let last = done.len().saturating_sub(1);
     Ok(RecordBatch::try_new(
         result_schema(),
         vec![
@@ -482,10 +497,10 @@ async fn write_partition(
             )),
             Arc::new(UInt64Array::from_iter_values(done.iter().map(|w| w.rows))),
             Arc::new(UInt64Array::from_iter_values(done.iter().map(|w| w.bytes))),
-            Arc::new(UInt64Array::from_iter_values(
-                done.iter().map(|w| w.unscored),
-            )),
             Arc::new(StringArray::from_iter_values(done.iter().map(|w| &w.stats))),
+            Arc::new(StringArray::from_iter_values(
+                (0..done.len()).map(|i| if i == last { unscored.as_str() } else { "" }),
+            )),
         ],
     )?)
 }
@@ -540,29 +555,6 @@ fn split_by_partition(
         .collect())
 }
 
-/// Rows with a null in any prediction column, from the footer's column statistics (the first
-/// leaf of each prediction column).
-fn null_predictions(metadata: &ParquetMetaData, columns: &[String]) -> u64 {
-    let mut unscored = 0u64;
-    for column in columns {
-        let mut nulls = 0u64;
-        for group in metadata.row_groups() {
-            if let Some(chunk) = group
-                .columns()
-                .iter()
-                .find(|c| c.column_path().parts().first() == Some(column))
-            {
-                nulls += chunk
-                    .statistics()
-                    .and_then(|s| s.null_count_opt())
-                    .unwrap_or(0);
-            }
-        }
-        unscored = unscored.max(nulls);
-    }
-    unscored
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -578,7 +570,6 @@ mod tests {
             partition_by: vec!["p".into()],
             compression: "snappy".into(),
             metadata: vec![],
-            prediction_columns: vec![],
             buffer_bytes: 1 << 20,
             run_id: "run".into(),
             extension: ".parquet".into(),

@@ -25,6 +25,7 @@ use crate::error::Error;
 use crate::features::{FeatureMatrix, accepts};
 use crate::package::{OutputSpec, OutputType};
 use crate::runtime::OutputColumn;
+use crate::unscored::{self, Reason};
 
 /// Field metadata key naming the model whose output a column holds. Set on the return field, it
 /// follows the column through projections into the output schema, so the engine can count
@@ -286,7 +287,13 @@ impl Scorer {
                 model_ref.outputs.len()
             );
         }
-        let nulls = features.valid.clone().map(NullBuffer::new);
+        let mut counts = features.counts(&model_ref.inputs);
+        let nulls = non_finite_predictions(&features, model_ref, &values, &mut counts)?;
+        if let Some(run) =
+            ScorchOptions::in_config(&args.config_options).and_then(|o| o.run_id.as_deref())
+        {
+            unscored::record(run, &name, &counts);
+        }
         let mut arrays = Vec::with_capacity(values.len());
         for (spec, column) in model_ref.outputs.iter().zip(values) {
             arrays.push(scatter(
@@ -310,6 +317,56 @@ impl Scorer {
         debug_assert_eq!(array.len(), rows);
         Ok(ColumnarValue::Array(array))
     }
+}
+
+/// The validity of the result: the rows the features allowed, less those for which the model
+/// returned a non-finite value (NaN or infinity in any output), which are counted in `counts` as
+/// [`Reason::NonFinitePrediction`] and become NULL like every unscored row.
+fn non_finite_predictions(
+    features: &FeatureMatrix,
+    model: &ModelRef,
+    values: &[OutputColumn],
+    counts: &mut unscored::ModelCounts,
+) -> Result<Option<NullBuffer>> {
+    let scored = features.scored_rows();
+    let mut finite = vec![true; scored];
+    for (spec, column) in model.outputs.iter().zip(values) {
+        if let OutputColumn::F32(v) = column {
+            let width = spec.width();
+            if v.len() != scored * width {
+                return exec_err!(
+                    "model `{}` output `{}`: {} values for {scored} rows of width {width}",
+                    model.name,
+                    spec.name,
+                    v.len()
+                );
+            }
+            for (ok, row) in finite.iter_mut().zip(v.chunks_exact(width.max(1))) {
+                *ok &= row.iter().all(|x| x.is_finite());
+            }
+        }
+    }
+    let bad = finite.iter().filter(|ok| !**ok).count() as u64;
+    if bad == 0 {
+        return Ok(features.valid.clone().map(NullBuffer::new));
+    }
+    counts.unscored += bad;
+    *counts
+        .reasons
+        .entry(Reason::NonFinitePrediction)
+        .or_default() += bad;
+    // Scored row i is input row positions[i].
+    let mut valid: Vec<bool> = match &features.valid {
+        None => vec![true; features.total_rows],
+        Some(v) => v.iter().collect(),
+    };
+    let positions: Vec<usize> = (0..features.total_rows).filter(|r| valid[*r]).collect();
+    for (i, ok) in finite.iter().enumerate() {
+        if !ok {
+            valid[positions[i]] = false;
+        }
+    }
+    Ok(Some(NullBuffer::from(valid)))
 }
 
 /// Spreads the scored rows' values over all input rows (unscored rows get NULL).
