@@ -408,6 +408,10 @@ impl NumericColumn {
     }
 }
 
+/// Rows checked at once: a block whose values all pass (the common case) costs one vectorised
+/// pass of `classify`, and only a block with a failing value is walked row by row.
+const CHECK_BLOCK: usize = 1024;
+
 /// Sets `rejected[row]` to `classify(value)` where it is still 0, or to `null` for a NULL (whose
 /// slot holds an arbitrary value).
 fn check_values<T: Copy>(
@@ -417,19 +421,25 @@ fn check_values<T: Copy>(
     rejected: &mut [u32],
     classify: impl Fn(T) -> u32,
 ) {
-    match nulls {
-        None => rejected.iter_mut().zip(values).for_each(|(code, v)| {
-            let c = classify(*v);
-            *code = if *code == 0 { c } else { *code };
-        }),
-        Some(nulls) => {
-            for (row, (code, v)) in rejected.iter_mut().zip(values).enumerate() {
-                let c = if nulls.is_null(row) {
+    for (block, (codes, values)) in rejected
+        .chunks_mut(CHECK_BLOCK)
+        .zip(values.chunks(CHECK_BLOCK))
+        .enumerate()
+    {
+        let start = block * CHECK_BLOCK;
+        let any_null =
+            nulls.is_some_and(|n| (start..start + codes.len()).any(|row| n.is_null(row)));
+        // The OR of the codes is zero exactly when every value passes.
+        if !any_null && values.iter().fold(0, |acc, v| acc | classify(*v)) == 0 {
+            continue;
+        }
+        for (i, (code, v)) in codes.iter_mut().zip(values).enumerate() {
+            if *code == 0 {
+                *code = if nulls.is_some_and(|n| n.is_null(start + i)) {
                     null
                 } else {
                     classify(*v)
                 };
-                *code = if *code == 0 { c } else { *code };
             }
         }
     }
@@ -620,6 +630,38 @@ mod tests {
         };
         assert_eq!(v[1], big as f64, "rounded to nearest, as NumPy does");
         assert_eq!(v[2], huge);
+    }
+
+    #[test]
+    fn failing_rows_are_found_in_any_block() {
+        let rows = 3 * CHECK_BLOCK + 7;
+        let values: Vec<Option<f64>> = (0..rows)
+            .map(|r| match r {
+                5 => Some(f64::NAN),
+                1500 => None,
+                r if r == rows - 1 => Some(100.0),
+                r => Some(r as f64 / rows as f64),
+            })
+            .collect();
+        let a: ArrayRef = Arc::new(Float64Array::from(values));
+        let inputs = [spec("a", Some(0.0), Some(1.0))];
+        let m = FeatureMatrix::try_new("m", &[a], &inputs, Precision::F32, MissingPolicy::Reject)
+            .expect("valid");
+        let unscored: Vec<usize> = m
+            .valid
+            .as_ref()
+            .expect("some rows unscored")
+            .iter()
+            .enumerate()
+            .filter(|(_, ok)| !ok)
+            .map(|(r, _)| r)
+            .collect();
+        assert_eq!(unscored, vec![5, 1500, rows - 1]);
+        let counts = m.counts(&inputs);
+        assert_eq!(
+            counts.reasons.into_iter().collect::<Vec<_>>(),
+            vec![(Reason::Null, 1), (Reason::Nan, 1), (Reason::AboveMax, 1)]
+        );
     }
 
     #[test]
