@@ -6,6 +6,7 @@ mod cluster;
 mod commit;
 mod delta;
 mod deploy;
+mod drift;
 mod errors;
 mod explain;
 mod formats;

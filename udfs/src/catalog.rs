@@ -33,6 +33,9 @@ pub struct ModelRef {
     pub inputs: Vec<InputSpec>,
     /// Declared outputs.
     pub outputs: Vec<OutputSpec>,
+    /// The reference profile: scoring counts inputs and outputs into its bins for drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<crate::profile::Profile>,
 }
 
 impl ModelRef {
@@ -46,6 +49,7 @@ impl ModelRef {
             format: package.manifest.format,
             inputs: package.manifest.inputs.clone(),
             outputs: package.manifest.outputs.clone(),
+            profile: package.profile.clone(),
         }
     }
 }
@@ -251,6 +255,18 @@ mod tests {
                 ..InputSpec::float32("x")
             }],
             outputs: vec![OutputSpec::float32("p")],
+            profile: Some(crate::profile::Profile {
+                version: 1,
+                rows: 4,
+                source: "file:///d".into(),
+                created_at: "2026-12-02T00:00:00Z".into(),
+                features: [(
+                    "x".to_string(),
+                    crate::profile::Distribution::numeric(vec![0.5, 1.5, 2.5, f64::NAN], 2, false),
+                )]
+                .into(),
+                outputs: Default::default(),
+            }),
         }
     }
 

@@ -10,6 +10,7 @@
 //! - [`features`]: Arrow columns to feature matrices, applying the input contract (null, NaN,
 //!   out-of-range rows are not scored and get `NULL`);
 //! - [`unscored`]: the rows each model declined to score, by reason, tallied per run;
+//! - [`profile`]: reference profiles (`profile.json`) and drift: PSI and KS from bin counts;
 //! - [`functions`]: the DataFusion scalar functions (`predict`, `embed`);
 //! - [`init`]: manifests inferred from exported models (`scorch model init`);
 //! - [`catalog`]: the model catalog that travels with a plan as a config extension, so remote
@@ -51,6 +52,7 @@ pub mod functions;
 pub mod init;
 pub mod kernels;
 pub mod package;
+pub mod profile;
 pub mod runtime;
 pub mod unscored;
 

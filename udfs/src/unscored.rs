@@ -89,6 +89,10 @@ pub struct ModelCounts {
     /// Unscored rows by the first input that failed (absent for non-finite predictions).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub inputs: BTreeMap<String, u64>,
+    /// The inputs and outputs counted into the bins of the model's reference profile (models
+    /// with a profile only; see [`crate::profile`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sketch: crate::profile::Sketch,
 }
 
 impl ModelCounts {
@@ -102,6 +106,7 @@ impl ModelCounts {
         for (input, n) in &other.inputs {
             *self.inputs.entry(input.clone()).or_default() += n;
         }
+        crate::profile::merge_sketch(&mut self.sketch, &other.sketch);
     }
 }
 
@@ -155,6 +160,7 @@ mod tests {
             unscored: 2,
             reasons: BTreeMap::from([(Reason::Null, 1), (Reason::AboveMax, 1)]),
             inputs: BTreeMap::from([("a".into(), 2)]),
+            sketch: BTreeMap::from([("input:a".into(), vec![1, 2])]),
         };
         record("run-a", "m", &one);
         record("run-a", "m", &one);
@@ -163,6 +169,7 @@ mod tests {
         assert_eq!(a["m"].rows, 20);
         assert_eq!(a["m"].reasons[&Reason::AboveMax], 2);
         assert_eq!(a["m"].inputs["a"], 4);
+        assert_eq!(a["m"].sketch["input:a"], vec![2, 4]);
         assert!(take("run-a").is_empty());
         assert_eq!(take("run-b")["m"].unscored, 2);
     }
@@ -174,6 +181,7 @@ mod tests {
             unscored: 1,
             reasons: BTreeMap::from([(Reason::NonFinitePrediction, 1)]),
             inputs: BTreeMap::new(),
+            sketch: BTreeMap::new(),
         };
         let json = serde_json::to_string(&counts).unwrap();
         assert_eq!(

@@ -224,6 +224,25 @@ pub enum ModelCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Profile a package's model on reference data (training or validation): per input the
+    /// distribution of its values, per output that of the predictions. Writes profile.json into
+    /// the package (changing its hash: pin the new one); runs then measure drift against it.
+    Profile {
+        /// Package folder (a local path).
+        package: String,
+        /// The reference data: a Parquet folder or file (URL or path), with a column per input.
+        #[arg(long, value_name = "URL")]
+        data: String,
+        /// Only the rows matching this SQL condition, e.g. `ds < '2026-11-01'`.
+        #[arg(long = "where", value_name = "CONDITION")]
+        filter: Option<String>,
+        /// Quantile bins per numeric column, at least 2.
+        #[arg(long, default_value_t = 10, value_parser = bins_arg)]
+        bins: usize,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a package: its hash (against `--sha256` when given) and that its runtime loads.
     Verify {
         /// Package folder (URL or path).
@@ -280,6 +299,13 @@ impl MetricsArgs {
             pushgateway: self.pushgateway.clone(),
             job: self.metrics_job.clone(),
         }
+    }
+}
+
+fn bins_arg(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (2..=1000).contains(&n) => Ok(n),
+        _ => Err(format!("`{s}` is not a number of bins between 2 and 1000")),
     }
 }
 

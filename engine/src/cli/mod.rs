@@ -187,7 +187,7 @@ impl Command {
             | Command::Gc { json, .. }
             | Command::Optimize { json, .. } => *json,
             Command::Model {
-                command: ModelCommand::Inspect { json, .. },
+                command: ModelCommand::Inspect { json, .. } | ModelCommand::Profile { json, .. },
             } => *json,
             _ => false,
         }
@@ -197,14 +197,7 @@ impl Command {
 fn open_location(
     output: &str,
 ) -> Result<(Location, std::sync::Arc<dyn object_store::ObjectStore>), Error> {
-    let cwd = std::env::current_dir().map_err(|source| Error::Io {
-        path: ".".into(),
-        source,
-    })?;
-    let location = Location::parse_dir(output, &cwd).map_err(|message| Error::Location {
-        location: output.to_string(),
-        message,
-    })?;
+    let location = scorch_engine::package::location_arg(output)?;
     let store = StoreRegistry::new().store(&location)?;
     Ok((location, store))
 }
@@ -442,6 +435,28 @@ async fn model_command(command: ModelCommand) -> Result<(), Error> {
                 print::json(&package::Card::of(&p));
             } else {
                 print::card(&p);
+            }
+        }
+        ModelCommand::Profile {
+            package,
+            data,
+            filter,
+            bins,
+            json,
+        } => {
+            let report = package::profile(&package, &data, filter.as_deref(), bins).await?;
+            if json {
+                print::json(&report);
+            } else {
+                outln!(
+                    "profiled {} rows: {} inputs, {} outputs; wrote {}",
+                    report.rows,
+                    report.features,
+                    report.outputs,
+                    report.file
+                );
+                outln!("the package's hash changed; pin it:");
+                outln!("sha256 = \"{}\"", report.sha256);
             }
         }
         ModelCommand::Verify { package, sha256 } => {

@@ -313,7 +313,64 @@ pub fn card(p: &scorch_udfs::ModelPackage) {
         let index = o.index.map(|i| format!("[{i}]")).unwrap_or_default();
         outln!("    {:<28} {}{shape}{source}{index}", o.name, o.dtype);
     }
-    outln!("  baseline statistics: none");
+    match &p.profile {
+        None => outln!("  profile:  none (scorch model profile adds one, for drift checks)"),
+        Some(profile) => {
+            outln!(
+                "  profile:  {} rows of {} ({}); {} inputs, {} outputs",
+                profile.rows,
+                profile.source,
+                profile.created_at,
+                profile.features.len(),
+                profile.outputs.len()
+            );
+            for (name, d) in profile.features.iter().chain(&profile.outputs) {
+                outln!("    {:<28} {}", name, describe_distribution(d));
+            }
+        }
+    }
+}
+
+/// A distribution in one line: its bins' shares (or its top categories), and the missing share.
+fn describe_distribution(d: &scorch_udfs::profile::Distribution) -> String {
+    use scorch_udfs::profile::Distribution;
+    let percent = |p: &f64| format!("{:.0}%", p * 100.0);
+    match d {
+        Distribution::Numeric {
+            edges, proportions, ..
+        } => {
+            let (values, missing) = proportions.split_at(proportions.len().saturating_sub(1));
+            format!(
+                "{} bins cut at [{}]; shares {}; missing {}",
+                values.len(),
+                edges
+                    .iter()
+                    .map(|e| format!("{e:.4}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                values.iter().map(percent).collect::<Vec<_>>().join(" "),
+                missing.first().map_or("0%".into(), percent)
+            )
+        }
+        Distribution::Categorical {
+            categories,
+            proportions,
+        } => {
+            let top: Vec<String> = categories
+                .iter()
+                .zip(proportions)
+                .take(5)
+                .map(|(c, p)| format!("{c} {}", percent(p)))
+                .collect();
+            format!(
+                "{} categories: {}{}; missing {}",
+                categories.len(),
+                top.join(", "),
+                if categories.len() > 5 { ", …" } else { "" },
+                proportions.last().map_or("0%".into(), percent)
+            )
+        }
+    }
 }
 
 /// What `scorch gc` did, or (a dry run) would do.

@@ -354,11 +354,37 @@ impl Converter<'_> {
     }
 
     fn checks(&self, checks: &Checks) -> Result<()> {
-        if !(0.0..=1.0).contains(&checks.max_unscored_fraction) {
-            return Err(self.error(format!(
-                "checks.max_unscored_fraction: {} is not between 0 and 1",
-                checks.max_unscored_fraction
-            )));
+        let fractions = [
+            ("max_unscored_fraction", Some(checks.max_unscored_fraction)),
+            ("max_output_ks", checks.max_output_ks),
+        ];
+        for (key, value) in fractions {
+            if let Some(v) = value
+                && !(0.0..=1.0).contains(&v)
+            {
+                return Err(self.error(format!("checks.{key}: {v} is not between 0 and 1")));
+            }
+        }
+        let psi = [
+            ("max_feature_psi".to_string(), checks.max_feature_psi),
+            ("max_output_psi".to_string(), checks.max_output_psi),
+        ]
+        .into_iter()
+        .chain(
+            checks
+                .feature_psi
+                .iter()
+                .map(|(k, v)| (format!("feature_psi.{k}"), Some(*v))),
+        );
+        for (key, value) in psi {
+            if let Some(v) = value
+                && !(v >= 0.0 && v.is_finite())
+            {
+                return Err(self.error(format!(
+                    "checks.{key}: {v} is not a population stability index (0 or more; 0.1 \
+                     is a small shift, 0.25 a large one)"
+                )));
+            }
         }
         Ok(())
     }

@@ -115,10 +115,39 @@ pub struct Checks {
     /// Fail when fewer rows than this are produced.
     #[serde(default)]
     pub min_rows: u64,
-    /// Fail when the share of rows whose prediction is `NULL` (features broke the model's input
-    /// contract) exceeds this, between 0 and 1.
+    /// Fail when a model leaves more than this share of the rows it was called on unscored
+    /// (`NULL`), between 0 and 1.
     #[serde(default = "one")]
     pub max_unscored_fraction: f64,
+    /// Fail when an input's population stability index against the model's profile passes
+    /// this (models with a profile only).
+    #[serde(default)]
+    pub max_feature_psi: Option<f64>,
+    /// Per input name, a limit in place of `max_feature_psi`.
+    #[serde(default)]
+    pub feature_psi: BTreeMap<String, f64>,
+    /// Fail when an output's population stability index against the profile passes this.
+    #[serde(default)]
+    pub max_output_psi: Option<f64>,
+    /// Fail when an output's two-sample Kolmogorov–Smirnov statistic against the profile
+    /// passes this (between 0 and 1).
+    #[serde(default)]
+    pub max_output_ks: Option<f64>,
+    /// What a failed check does: `fail` (publish nothing, exit 4; the default) or `warn`
+    /// (log it, record it, publish).
+    #[serde(default)]
+    pub on_fail: OnFail,
+}
+
+/// What a failed check does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFail {
+    /// Publish nothing; exit 4.
+    #[default]
+    Fail,
+    /// Log a warning and publish.
+    Warn,
 }
 
 fn one() -> f64 {
@@ -130,6 +159,11 @@ impl Default for Checks {
         Self {
             min_rows: 0,
             max_unscored_fraction: 1.0,
+            max_feature_psi: None,
+            feature_psi: BTreeMap::new(),
+            max_output_psi: None,
+            max_output_ks: None,
+            on_fail: OnFail::Fail,
         }
     }
 }

@@ -184,6 +184,7 @@ pub async fn prepare_with(
     let query = query::plan(&ctx, job, &params).await?;
     let models_used = models::models_in_plan(query.logical_plan());
     models::check_all_used(job, &models_used)?;
+    models::check_drift_limits(job, &models.catalog)?;
     let warnings = models::argument_warnings(query.logical_plan(), &models.catalog);
     for w in &warnings {
         tracing::warn!("{w}");

@@ -95,6 +95,44 @@ pub fn models_in_plan(plan: &LogicalPlan) -> BTreeSet<String> {
     names
 }
 
+/// Checks that every input `[checks] feature_psi` names is an input of a model that has a
+/// reference profile, and that drift limits are set only when some model has one.
+pub fn check_drift_limits(job: &JobSpec, catalog: &ModelCatalog) -> Result<()> {
+    let profiled: Vec<&ModelRef> = catalog.iter().filter(|m| m.profile.is_some()).collect();
+    let checks = &job.checks;
+    let wants_drift = checks.max_feature_psi.is_some()
+        || checks.max_output_psi.is_some()
+        || checks.max_output_ks.is_some()
+        || !checks.feature_psi.is_empty();
+    let error = |message: String| Error::JobFile {
+        path: job.path.clone(),
+        message,
+    };
+    if wants_drift && profiled.is_empty() {
+        return Err(error(
+            "[checks] sets drift limits, but no model of the job has a reference profile: run \
+             `scorch model profile <package> --data <reference data>` and pin the new hash"
+                .into(),
+        ));
+    }
+    for feature in checks.feature_psi.keys() {
+        if !profiled
+            .iter()
+            .any(|m| m.inputs.iter().any(|i| &i.name == feature))
+        {
+            return Err(error(format!(
+                "checks.feature_psi.{feature}: no profiled model has an input `{feature}` (inputs: {})",
+                profiled
+                    .iter()
+                    .flat_map(|m| m.inputs.iter().map(|i| i.name.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Refuses models declared in `[models]` that the query never calls: such a job is almost always
 /// a query edit that dropped a `predict`, and it would commit rows with no predictions.
 pub fn check_all_used(job: &JobSpec, used: &BTreeSet<String>) -> Result<()> {

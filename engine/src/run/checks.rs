@@ -2,7 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
 use crate::job::Checks;
+use crate::run::drift::ModelDrift;
 use crate::run::manifest::RowCounts;
 
 /// The outcome of one check.
@@ -16,8 +19,12 @@ pub struct CheckResult {
     pub detail: String,
 }
 
-/// Evaluates the job's checks against a run's row counts.
-pub fn evaluate(checks: &Checks, rows: &RowCounts) -> Vec<CheckResult> {
+/// Evaluates the job's checks against a run's row counts and drift.
+pub fn evaluate(
+    checks: &Checks,
+    rows: &RowCounts,
+    drift: &BTreeMap<String, ModelDrift>,
+) -> Vec<CheckResult> {
     // Per model, of the rows it was called on: the counts come from the scoring functions, so
     // a query that filters on its prediction (inside the scan or after it) still shows every
     // row the model declined. A row scored twice (in WHERE and in SELECT) counts twice on both
@@ -44,7 +51,7 @@ pub fn evaluate(checks: &Checks, rows: &RowCounts) -> Vec<CheckResult> {
         ),
         None => (0.0, "no model scored".to_string()),
     };
-    vec![
+    let mut results = vec![
         CheckResult {
             name: "min_rows".into(),
             passed: rows.written >= checks.min_rows,
@@ -58,7 +65,74 @@ pub fn evaluate(checks: &Checks, rows: &RowCounts) -> Vec<CheckResult> {
             passed: unscored_fraction <= checks.max_unscored_fraction,
             detail: unscored_detail,
         },
-    ]
+    ];
+    results.extend(drift_checks(checks, drift));
+    results
+}
+
+/// What was measured, its value and its limit.
+type Measured = (String, f64, f64);
+
+/// One result per drift check the job sets and per profiled model: every measured value against
+/// its limit, the ones past it first.
+fn drift_checks(checks: &Checks, drift: &BTreeMap<String, ModelDrift>) -> Vec<CheckResult> {
+    let mut results = Vec::new();
+    for (model, d) in drift {
+        let mut kinds: Vec<(&str, Vec<Measured>)> = Vec::new();
+        let features: Vec<Measured> = d
+            .features
+            .iter()
+            .filter_map(|(f, psi)| {
+                let limit = checks
+                    .feature_psi
+                    .get(f)
+                    .copied()
+                    .or(checks.max_feature_psi)?;
+                Some((f.clone(), *psi, limit))
+            })
+            .collect();
+        if checks.max_feature_psi.is_some() || !checks.feature_psi.is_empty() {
+            kinds.push(("max_feature_psi", features));
+        }
+        if let Some(limit) = checks.max_output_psi {
+            let values = d
+                .outputs
+                .iter()
+                .filter_map(|(o, v)| Some((o.clone(), v.psi?, limit)))
+                .collect();
+            kinds.push(("max_output_psi", values));
+        }
+        if let Some(limit) = checks.max_output_ks {
+            let values = d
+                .outputs
+                .iter()
+                .filter_map(|(o, v)| Some((o.clone(), v.ks?, limit)))
+                .collect();
+            kinds.push(("max_output_ks", values));
+        }
+        for (name, mut values) in kinds {
+            values.sort_by(|a, b| (b.1 - b.2).total_cmp(&(a.1 - a.2)));
+            let failed = values.iter().filter(|(_, v, limit)| v > limit).count();
+            let listed: Vec<String> = values
+                .iter()
+                .take(5)
+                .map(|(what, v, limit)| {
+                    let op = if v > limit { ">" } else { "<=" };
+                    format!("{what} {v:.4} {op} {limit}")
+                })
+                .collect();
+            results.push(CheckResult {
+                name: name.to_string(),
+                passed: failed == 0,
+                detail: format!(
+                    "model {model}: {failed} of {} past the limit; {}",
+                    values.len(),
+                    listed.join(", ")
+                ),
+            });
+        }
+    }
+    results
 }
 
 /// The failed checks' details, one line each.
@@ -72,8 +146,6 @@ pub fn failures(results: &[CheckResult]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use scorch_udfs::unscored::ModelCounts;
 
     use super::*;
@@ -99,9 +171,10 @@ mod tests {
         let checks = Checks {
             min_rows: 10,
             max_unscored_fraction: 0.1,
+            ..Checks::default()
         };
-        assert!(failures(&evaluate(&checks, &with_model(20, 20, 2))).is_empty());
-        let f = failures(&evaluate(&checks, &with_model(9, 9, 1)));
+        assert!(failures(&evaluate(&checks, &with_model(20, 20, 2), &BTreeMap::new())).is_empty());
+        let f = failures(&evaluate(&checks, &with_model(9, 9, 1), &BTreeMap::new()));
         assert_eq!(f.len(), 2, "{f:?}");
         assert!(f[0].starts_with("min_rows: 9 rows written"));
         assert!(
@@ -109,7 +182,11 @@ mod tests {
             "{f:?}"
         );
         // A query that filtered the unscored rows away wrote 10 rows; the model saw 100.
-        let f = failures(&evaluate(&checks, &with_model(10, 100, 20)));
+        let f = failures(&evaluate(
+            &checks,
+            &with_model(10, 100, 20),
+            &BTreeMap::new(),
+        ));
         assert_eq!(
             f,
             vec![
@@ -121,6 +198,52 @@ mod tests {
             written: 10,
             ..RowCounts::default()
         };
-        assert!(failures(&evaluate(&checks, &none)).is_empty());
+        assert!(failures(&evaluate(&checks, &none, &BTreeMap::new())).is_empty());
+    }
+
+    #[test]
+    fn drift_checks_use_per_feature_limits_and_list_the_worst_first() {
+        let checks = Checks {
+            max_feature_psi: Some(0.2),
+            feature_psi: BTreeMap::from([("noisy".to_string(), 0.5)]),
+            max_output_ks: Some(0.1),
+            ..Checks::default()
+        };
+        let drift = BTreeMap::from([(
+            "churn".to_string(),
+            ModelDrift {
+                profile_rows: 1000,
+                features: BTreeMap::from([
+                    ("noisy".to_string(), 0.4),
+                    ("charges".to_string(), 0.9),
+                    ("tenure".to_string(), 0.01),
+                ]),
+                outputs: BTreeMap::from([(
+                    "p".to_string(),
+                    crate::run::drift::OutputDrift {
+                        psi: Some(0.3),
+                        ks: Some(0.05),
+                        ks_p_value: Some(0.2),
+                    },
+                )]),
+            },
+        )]);
+        let results = evaluate(&checks, &with_model(20, 20, 0), &drift);
+        let f = failures(&results);
+        assert_eq!(
+            f,
+            vec![
+                "max_feature_psi: model churn: 1 of 3 past the limit; charges 0.9000 > 0.2, noisy 0.4000 <= 0.5, tenure 0.0100 <= 0.2"
+            ]
+        );
+        assert!(
+            results
+                .iter()
+                .any(|r| r.name == "max_output_ks" && r.passed)
+        );
+        assert!(
+            !results.iter().any(|r| r.name == "max_output_psi"),
+            "not set, not checked"
+        );
     }
 }

@@ -232,6 +232,10 @@ fn commit_info(prepared: &Prepared, manifest: &RunManifest) -> serde_json::Map<S
     );
     info.insert("scorch.data_sha256".into(), json!(manifest.data_sha256));
     info.insert("scorch.rows".into(), json!(manifest.rows));
+    if !manifest.drift.is_empty() {
+        info.insert("scorch.drift".into(), json!(manifest.drift));
+    }
+    info.insert("scorch.checks".into(), json!(manifest.checks));
     info.insert("scorch.inputs".into(), json!(prepared.input_files().len()));
     info
 }

@@ -137,6 +137,9 @@ pub struct RunManifest {
     pub output: OutputSummary,
     /// Quality gates.
     pub checks: Vec<CheckResult>,
+    /// Drift against each profiled model's reference profile.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub drift: BTreeMap<String, crate::run::drift::ModelDrift>,
     /// Phase timings.
     pub timings: Timings,
     /// Device models ran on.

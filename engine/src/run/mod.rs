@@ -8,12 +8,14 @@
 //!
 //! - [`stamps`]: the traceability columns and footer metadata;
 //! - [`checks`]: quality gates;
+//! - [`drift`]: PSI and KS against the models' reference profiles;
 //! - [`commit`]: committing a staged run, per table format;
 //! - [`manifest`]: the run's audit record;
 //! - [`progress`]: row counting and the progress bar.
 
 pub mod checks;
 pub mod commit;
+pub mod drift;
 pub mod manifest;
 pub mod progress;
 pub mod stamps;
@@ -253,6 +255,7 @@ fn base_manifest(prepared: &Prepared, stamps: &Stamps, started_at: DateTime<Utc>
             ..Default::default()
         },
         checks: Vec::new(),
+        drift: Default::default(),
         timings: Timings {
             plan_ms: millis(prepared.plan_time),
             ..Default::default()
@@ -369,6 +372,11 @@ async fn stage(
     let (files, mut models) = reported_files(target.location(), &written)?;
     // What this process tallied and no writer took (scoring above a stage boundary).
     scorch_udfs::unscored::merge(&mut models, &scorch_udfs::unscored::take(&stamps.run_id));
+    let drift = drift::compute(&prepared.catalog, &models);
+    // The bin counts served the drift; the manifest keeps what they measured.
+    for counts in models.values_mut() {
+        counts.sketch.clear();
+    }
     failpoint::hit("staged");
     let written_rows: u64 = files.iter().map(|f| f.rows).sum();
     let rows = RowCounts {
@@ -382,7 +390,7 @@ async fn stage(
         unscored: models.values().map(|m| m.unscored).max().unwrap_or(0),
         models,
     };
-    let check_results = checks::evaluate(&job.checks, &rows);
+    let check_results = checks::evaluate(&job.checks, &rows, &drift);
     let commit_started = Instant::now();
     let mut manifest = base_manifest(prepared, stamps, started_at);
     let mut partitions: Vec<String> = files.iter().map(|f| f.partition.clone()).collect();
@@ -394,10 +402,15 @@ async fn stage(
     manifest.output.files = files.len() as u64;
     manifest.output.bytes = files.iter().map(|f| f.bytes).sum();
     manifest.checks = check_results.clone();
+    manifest.drift = drift;
     manifest.timings.execute_ms = millis(execute_time);
     manifest.io = prepared.stores.io_stats();
     let failures = checks::failures(&check_results);
-    if !failures.is_empty() {
+    if !failures.is_empty() && job.checks.on_fail == crate::job::OnFail::Warn {
+        for failure in &failures {
+            tracing::warn!("check failed (on_fail = \"warn\": publishing anyway): {failure}");
+        }
+    } else if !failures.is_empty() {
         manifest.status = RunStatus::RejectedByChecks;
         manifest.finished_at = Utc::now();
         commit::write_run_manifest(target, &manifest).await;

@@ -163,6 +163,36 @@ pub fn render(outcome: &RunOutcome<'_>, last_success: Option<f64>) -> Result<Str
     if let Some(version) = m.output.version {
         set(&output, &["version"], version as f64);
     }
+    if !m.drift.is_empty() {
+        let feature_psi = gauge(
+            "scorch_feature_psi",
+            "Population stability index of each model input against the model's reference profile.",
+            &["model", "feature"],
+        )?;
+        let output_psi = gauge(
+            "scorch_output_psi",
+            "Population stability index of each model output against the reference profile.",
+            &["model", "model_output"],
+        )?;
+        let output_ks = gauge(
+            "scorch_output_ks",
+            "Two-sample Kolmogorov-Smirnov statistic of each model output against the reference profile.",
+            &["model", "model_output"],
+        )?;
+        for (model, d) in &m.drift {
+            for (feature, psi) in &d.features {
+                set(&feature_psi, &[model, feature], *psi);
+            }
+            for (output, o) in &d.outputs {
+                if let Some(psi) = o.psi {
+                    set(&output_psi, &[model, output], psi);
+                }
+                if let Some(ks) = o.ks {
+                    set(&output_ks, &[model, output], ks);
+                }
+            }
+        }
+    }
     if !m.checks.is_empty() {
         let checks = gauge(
             "scorch_check_passed",

@@ -24,6 +24,7 @@ use crate::catalog::{ModelCatalog, ModelRef, ScorchOptions};
 use crate::error::Error;
 use crate::features::{FeatureMatrix, accepts};
 use crate::package::{OutputSpec, OutputType};
+use crate::profile::{Profile, Sketch, count_ks};
 use crate::runtime::OutputColumn;
 use crate::unscored::{self, Reason};
 
@@ -289,11 +290,7 @@ impl Scorer {
         }
         let mut counts = features.counts(&model_ref.inputs);
         let nulls = non_finite_predictions(&features, model_ref, &values, &mut counts)?;
-        if let Some(run) =
-            ScorchOptions::in_config(&args.config_options).and_then(|o| o.run_id.as_deref())
-        {
-            unscored::record(run, &name, &counts);
-        }
+        let run = ScorchOptions::in_config(&args.config_options).and_then(|o| o.run_id.clone());
         let mut arrays = Vec::with_capacity(values.len());
         for (spec, column) in model_ref.outputs.iter().zip(values) {
             arrays.push(scatter(
@@ -315,8 +312,58 @@ impl Scorer {
             )?)
         };
         debug_assert_eq!(array.len(), rows);
+        if let Some(run) = run {
+            if let Some(profile) = &model_ref.profile {
+                counts.sketch = sketch(profile, model_ref, &columns, &array)?;
+            }
+            unscored::record(&run, &name, &counts);
+        }
         Ok(ColumnarValue::Array(array))
     }
+}
+
+/// One batch counted into the profile's bins: every input row (missing values in their own
+/// bin), and the scored rows of each profiled output.
+fn sketch(
+    profile: &Profile,
+    model: &ModelRef,
+    columns: &[ArrayRef],
+    result: &ArrayRef,
+) -> Result<Sketch> {
+    let mut sketch = Sketch::new();
+    for (spec, column) in model.inputs.iter().zip(columns) {
+        if let Some(distribution) = profile.features.get(&spec.name) {
+            let mut counts = vec![0; distribution.bins()];
+            distribution.count(column, None, &mut counts)?;
+            sketch.insert(format!("input:{}", spec.name), counts);
+        }
+    }
+    let outputs: Vec<ArrayRef> = match result.as_any().downcast_ref::<StructArray>() {
+        Some(s) => s.columns().to_vec(),
+        None => vec![Arc::clone(result)],
+    };
+    for (spec, column) in model.outputs.iter().zip(&outputs) {
+        let Some(distribution) = profile.outputs.get(&spec.name) else {
+            continue;
+        };
+        let scored: Vec<usize> = (0..column.len()).filter(|i| column.is_valid(*i)).collect();
+        let mut counts = vec![0; distribution.bins()];
+        distribution.count(column, Some(&scored), &mut counts)?;
+        sketch.insert(format!("output:{}", spec.name), counts);
+        let quantiles = distribution.quantiles();
+        if let Some(values) = column.as_any().downcast_ref::<Float32Array>()
+            && !quantiles.is_empty()
+        {
+            let mut counts = vec![0; quantiles.len() + 1];
+            count_ks(
+                quantiles,
+                scored.iter().map(|&i| f64::from(values.value(i))),
+                &mut counts,
+            );
+            sketch.insert(format!("ks:{}", spec.name), counts);
+        }
+    }
+    Ok(sketch)
 }
 
 /// The validity of the result: the rows the features allowed, less those for which the model

@@ -49,6 +49,8 @@ pub struct ModelPackage {
     pub files: BTreeMap<String, Bytes>,
     /// SHA-256 over all files (see [`package_sha256`]).
     pub sha256: String,
+    /// The reference profile (`profile.json`), when the package has one.
+    pub profile: Option<crate::profile::Profile>,
 }
 
 impl fmt::Debug for ModelPackage {
@@ -98,12 +100,27 @@ impl ModelPackage {
                 });
             }
         }
+        let profile = crate::profile::read(&files, uri)?;
+        if let Some(profile) = &profile {
+            for name in profile.features.keys() {
+                if !manifest.inputs.iter().any(|i| &i.name == name) {
+                    return Err(Error::InvalidManifest {
+                        uri: uri.to_string(),
+                        reason: format!(
+                            "{}: feature `{name}` is not an input of the manifest",
+                            crate::profile::PROFILE_FILE
+                        ),
+                    });
+                }
+            }
+        }
         let sha256 = package_sha256(&files);
         Ok(Self {
             uri: uri.to_string(),
             manifest,
             files,
             sha256,
+            profile,
         })
     }
 
