@@ -2,6 +2,7 @@
 
 mod support;
 
+mod airflow;
 mod cluster;
 mod commit;
 mod delta;

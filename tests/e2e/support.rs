@@ -362,7 +362,17 @@ pub fn edit(path: &Path, from: &str, to: &str) {
 /// `scripts/setup` installs in the cache. A machine without them fails these tests, as it
 /// should: they are the proof that other tools read scorch's output.
 pub fn readers_python() -> PathBuf {
-    if let Some(p) = std::env::var_os("SCORCH_READERS_PYTHON") {
+    cached_python(
+        "SCORCH_READERS_PYTHON",
+        "readers",
+        "it installs the independent readers",
+    )
+}
+
+/// The Python of the virtual environment `venvs/<venv>` that `scripts/setup` installs in the
+/// cache, or the one `variable` names.
+pub fn cached_python(variable: &str, venv: &str, what: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(variable) {
         return PathBuf::from(p);
     }
     let cache = std::env::var_os("SCORCH_CACHE")
@@ -370,10 +380,10 @@ pub fn readers_python() -> PathBuf {
         .unwrap_or_else(|| {
             PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/scorch")
         });
-    let python = cache.join("venvs/readers/bin/python");
+    let python = cache.join(format!("venvs/{venv}/bin/python"));
     assert!(
         python.exists(),
-        "{} is missing: run ./scripts/setup (it installs the independent readers)",
+        "{} is missing: run ./scripts/setup ({what})",
         python.display()
     );
     python
