@@ -14,7 +14,7 @@ fn path(p: &Path) -> &str {
 
 /// Profiles the demo model on the first day and pins the package's new hash in the job, with
 /// drift checks at `limits`.
-fn profiled_demo(limits: &str) -> tempfile::TempDir {
+pub fn profiled_demo(limits: &str) -> tempfile::TempDir {
     let dir = demo_copy();
     let package = dir.path().join("models/churn");
     let before = run(&["model", "hash", path(&package)]);
@@ -55,7 +55,7 @@ fn score(dir: &Path, day: &str) -> Run {
     ])
 }
 
-fn shift_monthly_charges(dir: &Path) {
+pub fn shift_monthly_charges(dir: &Path) {
     edit(
         &dir.join("churn.sql"),
         "tenure_months, monthly_charges,",

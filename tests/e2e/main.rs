@@ -13,6 +13,7 @@ mod explain;
 mod formats;
 mod metrics;
 mod readers;
+mod report;
 mod safety;
 mod scoring;
 mod servers;

@@ -149,6 +149,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write one self-contained HTML page about a run of an output table: rows and unscored
+    /// reasons, checks with their values and limits, outputs against the profile, drift per input.
+    Report {
+        /// The output table (URL or path).
+        output: String,
+        /// The run (default: the newest that wrote a manifest).
+        #[arg(long, value_name = "RUN_ID")]
+        run: Option<String>,
+        /// The HTML file to write (default: `scorch-report-<run id>.html` here).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Model package tools.
     Model {
         #[command(subcommand)]

@@ -9,6 +9,7 @@ pub mod args;
 pub mod print;
 
 use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode as ProcessExit;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -19,6 +20,7 @@ use scorch_engine::process::{allocator, shutdown};
 use scorch_engine::store::StoreRegistry;
 use scorch_engine::store::location::Location;
 use scorch_engine::telemetry::metrics::{MetricsSinks, RunOutcome};
+use scorch_engine::telemetry::report;
 use scorch_engine::{Error, ExitCode, JobSpec, RunOptions};
 
 use args::{Cli, Command, LogFormat, ModelCommand};
@@ -368,6 +370,26 @@ async fn dispatch(command: Command, quiet: bool) -> Result<(), Error> {
             } else {
                 print::history(&history);
             }
+        }
+        Command::Report { output, run, out } => {
+            let (location, store) = open_location(&output)?;
+            let manifest = report::read_run(&location, &store, run.as_deref()).await?;
+            let html = report::render(&manifest, &report::limits_of(&manifest));
+            let file = out.unwrap_or_else(|| {
+                PathBuf::from(format!("scorch-report-{}.html", manifest.run_id))
+            });
+            scorch_engine::telemetry::metrics::write_textfile(&file, &html).map_err(|source| {
+                Error::Io {
+                    path: file.clone(),
+                    source,
+                }
+            })?;
+            outln!(
+                "wrote {} (run {} of job {})",
+                file.display(),
+                manifest.run_id,
+                manifest.job
+            );
         }
         Command::Model { command } => model_command(command).await?,
         Command::Scheduler {

@@ -17,6 +17,12 @@ pub struct CheckResult {
     pub passed: bool,
     /// Measured value against the limit, in words.
     pub detail: String,
+    /// The measured value (for drift checks, the largest one measured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// The limit (for `max_feature_psi`, the one not overridden per input).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<f64>,
 }
 
 /// Evaluates the job's checks against a run's row counts and drift.
@@ -59,11 +65,15 @@ pub fn evaluate(
                 "{} rows written, at least {} required",
                 rows.written, checks.min_rows
             ),
+            value: Some(rows.written as f64),
+            limit: Some(checks.min_rows as f64),
         },
         CheckResult {
             name: "max_unscored_fraction".into(),
             passed: unscored_fraction <= checks.max_unscored_fraction,
             detail: unscored_detail,
+            value: Some(unscored_fraction),
+            limit: Some(checks.max_unscored_fraction),
         },
     ];
     results.extend(drift_checks(checks, drift));
@@ -78,7 +88,7 @@ type Measured = (String, f64, f64);
 fn drift_checks(checks: &Checks, drift: &BTreeMap<String, ModelDrift>) -> Vec<CheckResult> {
     let mut results = Vec::new();
     for (model, d) in drift {
-        let mut kinds: Vec<(&str, Vec<Measured>)> = Vec::new();
+        let mut kinds: Vec<(&str, Option<f64>, Vec<Measured>)> = Vec::new();
         let features: Vec<Measured> = d
             .features
             .iter()
@@ -92,7 +102,7 @@ fn drift_checks(checks: &Checks, drift: &BTreeMap<String, ModelDrift>) -> Vec<Ch
             })
             .collect();
         if checks.max_feature_psi.is_some() || !checks.feature_psi.is_empty() {
-            kinds.push(("max_feature_psi", features));
+            kinds.push(("max_feature_psi", checks.max_feature_psi, features));
         }
         if let Some(limit) = checks.max_output_psi {
             let values = d
@@ -100,7 +110,7 @@ fn drift_checks(checks: &Checks, drift: &BTreeMap<String, ModelDrift>) -> Vec<Ch
                 .iter()
                 .filter_map(|(o, v)| Some((o.clone(), v.psi?, limit)))
                 .collect();
-            kinds.push(("max_output_psi", values));
+            kinds.push(("max_output_psi", Some(limit), values));
         }
         if let Some(limit) = checks.max_output_ks {
             let values = d
@@ -108,9 +118,9 @@ fn drift_checks(checks: &Checks, drift: &BTreeMap<String, ModelDrift>) -> Vec<Ch
                 .iter()
                 .filter_map(|(o, v)| Some((o.clone(), v.ks?, limit)))
                 .collect();
-            kinds.push(("max_output_ks", values));
+            kinds.push(("max_output_ks", Some(limit), values));
         }
-        for (name, mut values) in kinds {
+        for (name, limit, mut values) in kinds {
             values.sort_by(|a, b| (b.1 - b.2).total_cmp(&(a.1 - a.2)));
             let failed = values.iter().filter(|(_, v, limit)| v > limit).count();
             let listed: Vec<String> = values
@@ -129,6 +139,8 @@ fn drift_checks(checks: &Checks, drift: &BTreeMap<String, ModelDrift>) -> Vec<Ch
                     values.len(),
                     listed.join(", ")
                 ),
+                value: values.iter().map(|(_, v, _)| *v).reduce(f64::max),
+                limit,
             });
         }
     }
@@ -224,6 +236,7 @@ mod tests {
                         psi: Some(0.3),
                         ks: Some(0.05),
                         ks_p_value: Some(0.2),
+                        ..Default::default()
                     },
                 )]),
             },

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use scorch_udfs::ModelCatalog;
-use scorch_udfs::profile::ks;
+use scorch_udfs::profile::{Distribution, ks};
 use scorch_udfs::unscored::Counts;
 
 /// One output's drift.
@@ -19,6 +19,15 @@ pub struct OutputDrift {
     pub ks: Option<f64>,
     /// Its asymptotic p-value.
     pub ks_p_value: Option<f64>,
+    /// The profile's bins: their upper edges (the last bin is open, then missing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub edges: Vec<f64>,
+    /// Share of the profile's rows per bin.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expected: Vec<f64>,
+    /// Share of this run's scored rows per bin.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actual: Vec<f64>,
 }
 
 /// One model's drift.
@@ -53,12 +62,26 @@ pub fn compute(catalog: &ModelCatalog, counts: &Counts) -> BTreeMap<String, Mode
             let (ks, ks_p_value) = bins(format!("ks:{output}"))
                 .and_then(|c| ks(distribution.quantiles(), profile.rows, c))
                 .map_or((None, None), |(d, p)| (Some(d), Some(p)));
+            let counts = bins(format!("output:{output}"));
+            let total: u64 = counts.map_or(0, |c| c.iter().sum());
+            let (edges, expected) = match distribution {
+                Distribution::Numeric {
+                    edges, proportions, ..
+                } => (edges.clone(), proportions.clone()),
+                Distribution::Categorical { proportions, .. } => (Vec::new(), proportions.clone()),
+            };
             model.outputs.insert(
                 output.clone(),
                 OutputDrift {
-                    psi: bins(format!("output:{output}")).and_then(|c| distribution.psi(c)),
+                    psi: counts.and_then(|c| distribution.psi(c)),
                     ks,
                     ks_p_value,
+                    edges,
+                    expected,
+                    actual: counts
+                        .filter(|_| total > 0)
+                        .map(|c| c.iter().map(|n| *n as f64 / total as f64).collect())
+                        .unwrap_or_default(),
                 },
             );
         }

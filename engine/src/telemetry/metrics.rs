@@ -226,7 +226,8 @@ pub fn last_success_in(text: &str) -> Option<f64> {
         .next_back()
 }
 
-/// Writes `text` to `path` atomically: a temporary file beside it, renamed over it.
+/// Writes `text` to `path` atomically: a temporary file beside it, renamed over it (metrics
+/// textfiles, reports).
 pub fn write_textfile(path: &Path, text: &str) -> std::io::Result<()> {
     let name = path
         .file_name()

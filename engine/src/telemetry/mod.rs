@@ -1,4 +1,6 @@
-//! What a run tells the systems that watch it, when it ends: Prometheus metrics
-//! ([`metrics`]: a textfile and a Pushgateway push).
+//! What a run tells the systems and people that watch it: Prometheus metrics ([`metrics`]: a
+//! textfile and a Pushgateway push, when the run ends) and a self-contained HTML page about a
+//! run ([`report`]).
 
 pub mod metrics;
+pub mod report;
