@@ -287,3 +287,28 @@ fn a_job_that_does_not_load_still_reports_its_exit_code() {
         None
     );
 }
+
+#[test]
+fn metrics_flags_are_checked_before_the_run() {
+    let dir = demo_copy();
+    let job = dir.path().join("churn.toml");
+    let job = job.to_str().expect("utf-8");
+    for (flag, value, says) in [
+        (
+            "--metrics-file",
+            "/no/such/folder/scorch.prom",
+            "does not exist",
+        ),
+        (
+            "--pushgateway",
+            "pushgateway:9091",
+            "not an http:// or https:// URL",
+        ),
+        ("--metrics-job", "", "must not be empty"),
+    ] {
+        let r = run(&["run", job, "--param", "ds=2026-11-27", flag, value]);
+        r.assert_code(2);
+        assert!(r.stderr.contains(says), "{flag} {value}: {}", r.stderr);
+    }
+    assert!(!dir.path().join("out/churn_scores").exists(), "nothing ran");
+}

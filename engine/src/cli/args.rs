@@ -292,10 +292,10 @@ pub struct JobArgs {
 pub struct MetricsArgs {
     /// Write the run's metrics to this file in Prometheus' text format, atomically (for
     /// node_exporter's textfile collector: a `*.prom` file in its directory).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_parser = metrics_file_arg)]
     metrics_file: Option<PathBuf>,
     /// Push the run's metrics to this Prometheus Pushgateway (`http://host:9091`).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", value_parser = http_url_arg)]
     pushgateway: Option<String>,
     /// The `job` label of the metrics and the Pushgateway's grouping key (default: the job's
     /// name).
@@ -311,6 +311,32 @@ impl MetricsArgs {
             pushgateway: self.pushgateway.clone(),
             job: self.metrics_job.clone(),
         }
+    }
+}
+
+/// A file whose folder exists (checked before the run, not after it).
+fn metrics_file_arg(s: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(s);
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if path.file_name().is_none() || !folder.is_dir() {
+        return Err(format!(
+            "`{s}`: the folder {} does not exist (the metrics file is written there when the run ends)",
+            folder.display()
+        ));
+    }
+    Ok(path)
+}
+
+/// An `http://` or `https://` URL.
+fn http_url_arg(s: &str) -> Result<String, String> {
+    match url::Url::parse(s) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(s.to_string()),
+        _ => Err(format!(
+            "`{s}` is not an http:// or https:// URL, e.g. http://pushgateway:9091"
+        )),
     }
 }
 

@@ -378,10 +378,10 @@ async fn dispatch(command: Command, quiet: bool) -> Result<(), Error> {
             let file = out.unwrap_or_else(|| {
                 PathBuf::from(format!("scorch-report-{}.html", manifest.run_id))
             });
-            scorch_engine::telemetry::metrics::write_textfile(&file, &html).map_err(|source| {
-                Error::Io {
-                    path: file.clone(),
-                    source,
+            scorch_engine::telemetry::metrics::write_textfile(&file, &html).map_err(|e| {
+                Error::Location {
+                    location: file.display().to_string(),
+                    message: format!("cannot write the report there: {e}"),
                 }
             })?;
             outln!(
