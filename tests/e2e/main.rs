@@ -11,6 +11,7 @@ mod drift;
 mod errors;
 mod explain;
 mod formats;
+mod lineage;
 mod metrics;
 mod readers;
 mod report;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use scorch_engine::job::check_at_least_one;
 use scorch_engine::job::parse_param_arg;
+use scorch_engine::telemetry::lineage::LineageSink;
 use scorch_engine::telemetry::metrics::MetricsSinks;
 use scorch_engine::{Error, JobSpec, RunOptions};
 use scorch_udfs::DeviceSpec;
@@ -62,6 +63,8 @@ pub enum Command {
         json: bool,
         #[command(flatten)]
         metrics: MetricsArgs,
+        #[command(flatten)]
+        lineage: LineageArgs,
     },
     /// Show the plan and what a run would read (files, row groups, bytes) against what it prunes.
     Explain {
@@ -303,6 +306,27 @@ pub struct MetricsArgs {
     metrics_job: Option<String>,
 }
 
+/// Where a run's OpenLineage events go.
+#[derive(Debug, Clone, Args)]
+pub struct LineageArgs {
+    /// Send OpenLineage events (START, then COMPLETE or FAIL) to this endpoint
+    /// (`http://marquez:5000`: POST to /api/v1/lineage) or append them to `file:PATH`.
+    #[arg(long, value_name = "URL", value_parser = LineageSink::parse)]
+    lineage: Option<LineageSink>,
+    /// The OpenLineage job namespace.
+    #[arg(long, value_name = "NAME", default_value = "scorch", value_parser = nonempty_arg)]
+    lineage_namespace: String,
+}
+
+impl LineageArgs {
+    /// The sink, and the namespace of the job.
+    pub fn sink(&self) -> Option<(&LineageSink, &str)> {
+        self.lineage
+            .as_ref()
+            .map(|s| (s, self.lineage_namespace.as_str()))
+    }
+}
+
 impl MetricsArgs {
     /// The sinks these flags name.
     pub fn sinks(&self) -> MetricsSinks {
@@ -316,28 +340,12 @@ impl MetricsArgs {
 
 /// A file whose folder exists (checked before the run, not after it).
 fn metrics_file_arg(s: &str) -> Result<PathBuf, String> {
-    let path = PathBuf::from(s);
-    let folder = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    if path.file_name().is_none() || !folder.is_dir() {
-        return Err(format!(
-            "`{s}`: the folder {} does not exist (the metrics file is written there when the run ends)",
-            folder.display()
-        ));
-    }
-    Ok(path)
+    scorch_engine::telemetry::file_in_existing_folder(s)
 }
 
 /// An `http://` or `https://` URL.
 fn http_url_arg(s: &str) -> Result<String, String> {
-    match url::Url::parse(s) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(s.to_string()),
-        _ => Err(format!(
-            "`{s}` is not an http:// or https:// URL, e.g. http://pushgateway:9091"
-        )),
-    }
+    scorch_engine::telemetry::http_url(s).map_err(|e| format!("{e}, e.g. http://pushgateway:9091"))
 }
 
 fn bins_arg(s: &str) -> Result<usize, String> {
@@ -371,6 +379,7 @@ impl JobArgs {
             device: self.device,
             progress: !quiet,
             cluster: self.cluster.clone(),
+            run_id: None,
         };
         Ok((job, options))
     }

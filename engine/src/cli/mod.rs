@@ -20,7 +20,7 @@ use scorch_engine::process::{allocator, shutdown};
 use scorch_engine::store::StoreRegistry;
 use scorch_engine::store::location::Location;
 use scorch_engine::telemetry::metrics::{MetricsSinks, RunOutcome};
-use scorch_engine::telemetry::report;
+use scorch_engine::telemetry::{lineage, report};
 use scorch_engine::{Error, ExitCode, JobSpec, RunOptions};
 
 use args::{Cli, Command, LogFormat, ModelCommand};
@@ -204,18 +204,53 @@ fn open_location(
     Ok((location, store))
 }
 
-/// Runs a job, then hands how it ended to the metrics sinks (success or failure alike).
+/// Runs a job, announcing it to the lineage sink, then hands how it ended to the lineage and
+/// metrics sinks (success or failure alike).
 async fn run_and_report(
     job: &args::JobArgs,
     quiet: bool,
     sinks: &MetricsSinks,
+    lineage: Option<(&lineage::LineageSink, &str)>,
 ) -> Result<scorch_engine::run::RunReport, Error> {
     let started = Instant::now();
     let mut labels = None;
     let result = match job.load(quiet) {
-        Ok((spec, options)) => {
+        Ok((spec, mut options)) => {
             labels = Some((spec.name.clone(), spec.output.location.to_string()));
-            scorch_engine::run::run(&spec, &options).await
+            let run_id = uuid::Uuid::now_v7();
+            options.run_id = Some(run_id);
+            let run_id = run_id.to_string();
+            if let Some((sink, namespace)) = lineage {
+                sink.emit(&lineage::start(
+                    namespace,
+                    &spec,
+                    &run_id,
+                    chrono::Utc::now(),
+                ))
+                .await;
+            }
+            let result = scorch_engine::run::run(&spec, &options).await;
+            if let Some((sink, namespace)) = lineage {
+                let failed = result.as_ref().err().map(|e| {
+                    let manifest = match e {
+                        Error::QualityGate {
+                            manifest: Some(m), ..
+                        } => Some(m.as_ref()),
+                        _ => None,
+                    };
+                    (manifest, e.exit_code().code(), describe(e))
+                });
+                let event = lineage::end(
+                    namespace,
+                    &spec,
+                    &run_id,
+                    chrono::Utc::now(),
+                    result.as_ref().ok(),
+                    failed.as_ref().map(|(m, c, d)| (*m, *c, d.as_str())),
+                );
+                sink.emit(&event).await;
+            }
+            result
         }
         Err(e) => Err(e),
     };
@@ -247,8 +282,13 @@ async fn run_and_report(
 
 async fn dispatch(command: Command, quiet: bool) -> Result<(), Error> {
     match command {
-        Command::Run { job, json, metrics } => {
-            let report = run_and_report(&job, quiet, &metrics.sinks()).await?;
+        Command::Run {
+            job,
+            json,
+            metrics,
+            lineage,
+        } => {
+            let report = run_and_report(&job, quiet, &metrics.sinks(), lineage.sink()).await?;
             if json {
                 print::json(&report.manifest);
             } else {

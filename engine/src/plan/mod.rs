@@ -58,6 +58,9 @@ pub struct RunOptions {
     /// Run on this Ballista scheduler (`df://host:port`) instead of in-process (overrides the
     /// job's `[execution] cluster`).
     pub cluster: Option<String>,
+    /// The run's id (a UUID), when the caller chose it (to announce the run before it starts,
+    /// as lineage does); a new time-ordered one otherwise.
+    pub run_id: Option<uuid::Uuid>,
 }
 
 /// A job planned and ready to execute.

@@ -63,6 +63,25 @@ pub struct RunReport {
     pub recovered: Option<u64>,
     /// Rows per second of the execute phase.
     pub rows_per_second: f64,
+    /// The sources' and the output's columns (name and type), for lineage.
+    pub schemas: RunSchemas,
+}
+
+/// The columns a run read and wrote.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RunSchemas {
+    /// Per source name, its columns.
+    pub inputs: std::collections::BTreeMap<String, Vec<(String, String)>>,
+    /// The output's columns, stamps included.
+    pub output: Vec<(String, String)>,
+}
+
+fn columns(schema: &arrow::datatypes::Schema) -> Vec<(String, String)> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().to_string()))
+        .collect()
 }
 
 /// One file a writer reported.
@@ -123,12 +142,26 @@ pub async fn run(job: &JobSpec, options: &RunOptions) -> Result<RunReport> {
     output::check_columns(job, query_schema)?;
     let mut target = Target::open(&job.output.location, job.output.format, store).await?;
     let stamped_schema = output::stamped_arrow_schema(query_schema);
+    let mut schemas = RunSchemas {
+        output: columns(&stamped_schema),
+        ..Default::default()
+    };
+    for source in &job.sources {
+        if let Ok(table) = prepared.ctx.table_provider(source.name.as_str()).await {
+            schemas
+                .inputs
+                .insert(source.name.clone(), columns(&table.schema()));
+        }
+    }
     let schema_changes = output::check_table(job, &target, &stamped_schema).await?;
     let recovered = match &target {
         Target::Parquet(table) => table.recover().await?,
         Target::Delta(_) => None,
     };
-    let run_id = uuid::Uuid::now_v7().to_string();
+    let run_id = options
+        .run_id
+        .unwrap_or_else(uuid::Uuid::now_v7)
+        .to_string();
     let stamps = Stamps::new(&prepared, &run_id, started_at);
 
     if let Target::Delta(table) = &target
@@ -146,6 +179,7 @@ pub async fn run(job: &JobSpec, options: &RunOptions) -> Result<RunReport> {
                 manifest,
                 recovered,
                 rows_per_second: 0.0,
+                schemas,
             });
         }
     }
@@ -195,6 +229,7 @@ pub async fn run(job: &JobSpec, options: &RunOptions) -> Result<RunReport> {
             manifest,
             recovered,
             rows_per_second,
+            schemas,
         }),
         Err((e, committed)) => {
             let aborted = crate::store::metered::drain_aborts().await;
