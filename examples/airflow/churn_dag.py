@@ -7,7 +7,8 @@ scorch's exit code decides what Airflow does (the README's table):
   0                  success; the run manifest (`run --json`) becomes the task's XCom
   2, 3, 4, 6         fail at once, no retry: job, data, quality gate or model errors need a person
   5, 7, 130, 143, 1  fail and retry: storage or cluster trouble, a commit conflict, a stopped run
-Metrics go to a Pushgateway when SCORCH_PUSHGATEWAY is set in the worker's environment.
+Metrics go to a Pushgateway when SCORCH_PUSHGATEWAY is set in the worker's environment, and
+OpenLineage events to SCORCH_LINEAGE (a collector's URL, or file:PATH).
 """
 import json
 import os
@@ -32,6 +33,9 @@ def run_scorch(job, ds, scorch=SCORCH):
     pushgateway = os.environ.get("SCORCH_PUSHGATEWAY")
     if pushgateway:
         command += ["--pushgateway", pushgateway]
+    lineage = os.environ.get("SCORCH_LINEAGE")  # an OpenLineage collector, or file:PATH
+    if lineage:
+        command += ["--lineage", lineage]
     # stderr (one JSON log object per line) goes to the task log as it comes.
     result = subprocess.run(command, stdout=subprocess.PIPE, text=True)
     try:
