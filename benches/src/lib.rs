@@ -23,23 +23,20 @@ use scorch_udfs::ModelPackage;
 use scorch_udfs::package::MANIFEST_FILE;
 use scorch_udfs::runtime::trees::{Cond, Ensemble, Missing, Node, Transform};
 
-/// A small deterministic generator (SplitMix64), so that every run benchmarks the same data.
+/// A small deterministic generator (the demo's SplitMix64), so that every run benchmarks the
+/// same data.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng(scorch_engine::demo::data::Rng);
 
 impl Rng {
     /// A generator from a seed.
     pub fn new(seed: u64) -> Self {
-        Self(seed)
+        Self(scorch_engine::demo::data::Rng(seed))
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in `[0, 1)`.
