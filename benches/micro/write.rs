@@ -113,6 +113,8 @@ fn stamp_and_write(c: &mut Criterion) {
                     extension: ".parquet".into(),
                     max_file_bytes: 256 << 20,
                     max_open_files: 64,
+                    rejects: None,
+                    rejected_at: 0,
                 };
                 let exec = Arc::new(StagingWriteExec::new(Arc::clone(&input), spec));
                 runtime

@@ -214,6 +214,29 @@ fn cluster_output_equals_local_output() {
         m["rows"]["models"]["churn"]["inputs"],
         local_rows_json["models"]["churn"]["inputs"]
     );
+    // The executors kept the rejected rows: the rejects table holds each run's, as many as it
+    // left unscored, and the cluster run's files were written by executor tasks.
+    let rejects = s3.download(&format!("{}/out/churn_rejects", job.folder));
+    let mut per_run: BTreeMap<String, u64> = Default::default();
+    for file in delta_files(rejects.path(), None) {
+        for batch in read_parquet(&file) {
+            let runs = batch.column_by_name("run_id").expect("run_id");
+            let runs = arrow::compute::cast(runs, &arrow::datatypes::DataType::Utf8).expect("cast");
+            for run in arrow::array::AsArray::as_string::<i32>(&runs)
+                .iter()
+                .flatten()
+            {
+                *per_run.entry(run.to_string()).or_default() += 1;
+            }
+        }
+    }
+    assert_eq!(
+        per_run.get(m["run_id"].as_str().expect("run id")).copied(),
+        m["rows"]["unscored"].as_u64(),
+        "{per_run:?}"
+    );
+    assert_eq!(m["rejects"]["rows"], m["rows"]["unscored"]);
+    assert_eq!(per_run.len(), 2, "{per_run:?}");
     // The same commit protocol: the table's creation and one version per run, the cluster's
     // replacing the local run's file; no in-flight record left behind.
     let listing = s3.list(&format!("{}/out/churn_scores", job.folder));

@@ -102,6 +102,23 @@ fn runs_emit_start_then_complete_or_fail_that_the_official_client_accepts() {
         .map(|f| f["name"].as_str().expect("name"))
         .collect();
     assert!(columns.contains(&"churn_probability") && columns.contains(&"_model_sha256"));
+    // The rejects table is the second output, with its version and the rows it kept.
+    let rejects = &complete["outputs"][1];
+    assert!(
+        rejects["name"]
+            .as_str()
+            .expect("name")
+            .ends_with("out/churn_rejects"),
+        "{rejects}"
+    );
+    assert_eq!(
+        rejects["outputFacets"]["outputStatistics"]["rowCount"],
+        m["rejects"]["rows"]
+    );
+    assert_eq!(
+        rejects["facets"]["version"]["datasetVersion"],
+        m["rejects"]["version"].to_string()
+    );
     let scorch = &complete["run"]["facets"]["scorch"];
     assert_eq!(scorch["models"][0]["sha256"], m["models"][0]["sha256"]);
     assert_eq!(scorch["dataSha256"], m["data_sha256"]);

@@ -453,6 +453,12 @@ fn a_source_may_be_one_file_and_missing_differs_from_empty() {
     );
     edit(&dir.path().join("churn.sql"), "WHERE ds = $ds", "");
     edit(&dir.path().join("churn.sql"), "    ds\n", "    $ds AS ds\n");
+    // `ds` is no longer a column of the rows the model scores.
+    edit(
+        &dir.path().join("churn.toml"),
+        "keys = [\"customer_id\", \"ds\"]",
+        "keys = [\"customer_id\"]",
+    );
     let r = run(&["run", &job(dir.path()), "--param", &ds(DAYS[2]), "--json"]);
     r.assert_ok();
     let manifest = r.json();

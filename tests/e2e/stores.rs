@@ -69,6 +69,10 @@ file = "churn.sql"
 url = "{out}/out/churn_scores"
 partition_by = ["ds"]
 
+[output.rejects]
+url = "{out}/out/churn_rejects"
+keys = ["customer_id", "ds"]
+
 [checks]
 min_rows = 1
 {stores}"#

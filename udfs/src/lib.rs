@@ -10,6 +10,7 @@
 //! - [`features`]: Arrow columns to feature matrices, applying the input contract (null, NaN,
 //!   out-of-range rows are not scored and get `NULL`);
 //! - [`unscored`]: the rows each model declined to score, by reason, tallied per run;
+//! - [`rejects`]: the rejected rows themselves, with the job's key columns, kept per run;
 //! - [`profile`]: reference profiles (`profile.json`) and drift: PSI and KS from bin counts;
 //! - [`functions`]: the DataFusion scalar functions (`predict`, `embed`);
 //! - [`init`]: manifests inferred from exported models (`scorch model init`);
@@ -53,6 +54,7 @@ pub mod init;
 pub mod kernels;
 pub mod package;
 pub mod profile;
+pub mod rejects;
 pub mod runtime;
 pub mod unscored;
 

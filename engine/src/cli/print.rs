@@ -125,6 +125,20 @@ pub fn run(report: &RunReport) {
         human_bytes(m.output.bytes),
         m.output.partitions.join(", ")
     );
+    if let Some(rejects) = &m.rejects {
+        match rejects.version {
+            Some(version) => outln!(
+                "  rejects: {} rows kept in {} (version {version})",
+                rejects.rows,
+                rejects.url
+            ),
+            None => outln!(
+                "  rejects: {} rows written to {}, not yet committed: the next run commits them",
+                rejects.rows,
+                rejects.url
+            ),
+        }
+    }
     for model in &m.models {
         outln!(
             "  model: {} v{} sha256 {}",

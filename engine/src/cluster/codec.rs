@@ -226,6 +226,8 @@ mod tests {
             extension: ".parquet".into(),
             max_file_bytes: 1 << 28,
             max_open_files: 64,
+            rejects: Some("s3://b/rejects/".into()),
+            rejected_at: 1_796_185_881_000_000,
         };
         let mut buf = Vec::new();
         encode_spec(&spec, &mut buf).expect("encodes");

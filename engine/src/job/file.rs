@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::job::params::{Param, ParamType};
 use crate::job::{
     Checks, DEFAULT_TARGET_FILE_SIZE, Execution, JobSpec, ModelDecl, Output, OutputFormat,
-    PartitionColumn, SchemaMode, Source, SourceFormat, WriteMode, check_at_least_one,
+    PartitionColumn, Rejects, SchemaMode, Source, SourceFormat, WriteMode, check_at_least_one,
 };
 use crate::store::StoreOptions;
 use crate::store::location::Location;
@@ -116,6 +116,16 @@ struct OutputSection {
     key: Vec<String>,
     #[serde(default)]
     target_file_size: Option<toml::Value>,
+    #[serde(default)]
+    rejects: Option<RejectsSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RejectsSection {
+    url: String,
+    #[serde(default)]
+    keys: Vec<String>,
 }
 
 fn parquet() -> String {
@@ -340,7 +350,28 @@ impl Converter<'_> {
             Some(value) => parse_size(value)
                 .map_err(|m| self.error(format!("output.target_file_size: {m}")))?,
         };
+        let rejects = match o.rejects {
+            None => None,
+            Some(r) => {
+                if r.keys.is_empty() {
+                    return Err(self.error(
+                        "output.rejects needs `keys`, the columns that identify a row in the \
+                         rejects table (keys = [\"customer_id\"])"
+                            .into(),
+                    ));
+                }
+                for col in &r.keys {
+                    check_identifier(col)
+                        .map_err(|m| self.error(format!("output.rejects.keys: {m}")))?;
+                }
+                Some(Rejects {
+                    location: self.location("output.rejects.url", &r.url)?,
+                    keys: r.keys,
+                })
+            }
+        };
         Ok(Output {
+            rejects,
             location: self.location("output.url", &o.url)?,
             partition_by: o.partition_by,
             mode: o.mode,

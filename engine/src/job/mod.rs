@@ -247,6 +247,18 @@ pub struct Output {
     pub key: Vec<String>,
     /// Bytes after which a data file is closed and the next one started.
     pub target_file_size: u64,
+    /// Where rejected rows are kept, with their reasons (`[output.rejects]`).
+    pub rejects: Option<Rejects>,
+}
+
+/// `[output.rejects]`: a Delta table of the rows a model declined to score, committed with the
+/// output (see [`crate::table::rejects`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejects {
+    /// Table root.
+    pub location: Location,
+    /// The columns that identify a row, copied from the row into the rejects table.
+    pub keys: Vec<String>,
 }
 
 /// Default [`Output::target_file_size`]: 256 MiB.
@@ -299,6 +311,9 @@ impl JobSpec {
     /// Every location the job names, with the key that names it.
     pub fn locations(&self) -> Vec<(String, &Location)> {
         let mut all = vec![("output.url".to_string(), &self.output.location)];
+        if let Some(rejects) = &self.output.rejects {
+            all.push(("output.rejects.url".to_string(), &rejects.location));
+        }
         all.extend(
             self.sources
                 .iter()
@@ -318,20 +333,27 @@ impl JobSpec {
     /// a folder's parent; what is written must be apart from everything read.
     fn check_locations(&self) -> std::result::Result<(), String> {
         let locations = self.locations();
-        let (output_key, output) = &locations[0];
-        for (key, other) in &locations[1..] {
-            if output.overlaps(other) {
-                let how = if *output == *other {
-                    "is the same location as"
-                } else if output.contains(other) {
-                    "contains"
-                } else {
-                    "is inside"
-                };
-                return Err(format!(
-                    "{output_key} ({output}) {how} {key} ({other}): scorch would write into what \
-                     the job reads; choose an output folder outside every source and model"
-                ));
+        let written = 1 + usize::from(self.output.rejects.is_some());
+        for (index, (output_key, output)) in locations[..written].iter().enumerate() {
+            for (key, other) in &locations[index + 1..] {
+                if output.overlaps(other) {
+                    let how = if **output == **other {
+                        "is the same location as"
+                    } else if output.contains(other) {
+                        "contains"
+                    } else {
+                        "is inside"
+                    };
+                    let what = if key.starts_with("output.") {
+                        "the output and its rejects are two tables; give each its own folder"
+                    } else {
+                        "scorch would write into what the job reads; choose an output folder \
+                         outside every source and model"
+                    };
+                    return Err(format!(
+                        "{output_key} ({output}) {how} {key} ({other}): {what}"
+                    ));
+                }
             }
         }
         for source in &self.sources {

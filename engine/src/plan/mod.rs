@@ -8,6 +8,7 @@
 //! - [`sources`]: listing and registering sources;
 //! - [`query`]: SQL checks and parameter binding;
 //! - [`models`]: resolving packages, and what the query does with them;
+//! - [`mod@rejects`]: the key columns scoring calls carry for `[output.rejects]`;
 //! - [`scan`]: input files, the data fingerprint and pruning estimates;
 //! - [`output`]: checks of the output against the query and the committed table.
 //!
@@ -18,6 +19,7 @@ pub mod explain;
 pub mod models;
 pub mod output;
 pub mod query;
+pub mod rejects;
 pub mod scan;
 pub mod session;
 pub mod sources;
@@ -95,6 +97,9 @@ pub struct Prepared {
     pub data_sha256: String,
     /// Models the query calls.
     pub models_used: BTreeSet<String>,
+    /// With `[output.rejects]`: the key columns the scoring calls carry (`None` when the query
+    /// calls no model, so nothing can be rejected).
+    pub reject_keys: Option<arrow::datatypes::Fields>,
     /// Warnings found while planning (argument names that differ from the model's inputs).
     pub warnings: Vec<String>,
     /// Device.
@@ -192,6 +197,10 @@ pub async fn prepare_with(
     for w in &warnings {
         tracing::warn!("{w}");
     }
+    let (query, reject_keys) = rejects::add_keys(query, job)?;
+    if let Some(r) = &job.output.rejects {
+        stores.register_with(ctx.runtime_env().as_ref(), &r.location)?;
+    }
     let physical = match query.clone().create_physical_plan().await {
         Ok(physical) => physical,
         Err(e) => {
@@ -217,6 +226,7 @@ pub async fn prepare_with(
         scans,
         data_sha256,
         models_used,
+        reject_keys,
         warnings,
         device,
         settings,

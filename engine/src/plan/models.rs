@@ -58,7 +58,7 @@ pub async fn resolve(job: &JobSpec, loader: &ModelLoader) -> Result<ResolvedMode
 }
 
 /// The scoring functions whose first argument names a model.
-fn is_scoring_function(name: &str) -> bool {
+pub(crate) fn is_scoring_function(name: &str) -> bool {
     name == scorch_udfs::functions::predict::NAME || name == scorch_udfs::functions::embed::NAME
 }
 

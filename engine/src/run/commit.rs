@@ -25,6 +25,7 @@ use crate::run::stamps::Stamps;
 use crate::store::location::Location;
 use crate::table::delta::replace::{ReplaceWhere, partitions_sql};
 use crate::table::delta::{self, DeltaCommit, DeltaTable, NewFile, Replace};
+use crate::table::rejects::{self, RejectsTable};
 use crate::table::schema::TableSchema;
 use crate::table::target::Target;
 use crate::table::{CommitRequest, DataFile, StagedFile, Table, data_file_path, partition};
@@ -37,6 +38,7 @@ pub async fn commit(
     schema_changes: bool,
     staged: Staged,
     started: Instant,
+    rejects: Option<&mut RejectsTable>,
 ) -> Result<(RunManifest, f64), (Error, bool)> {
     failpoint::hit("before-commit");
     let execute_time = staged.execute_time;
@@ -47,6 +49,18 @@ pub async fn commit(
         }
     };
     manifest.output.version = Some(version);
+    // The output's commit lists the rejects: they follow it, now or in the next run.
+    if let (Some(table), Some(summary)) = (rejects, manifest.rejects.as_mut()) {
+        failpoint::hit("before-rejects-commit");
+        match table.commit(&stamps.run_id, version, summary).await {
+            Ok(v) => summary.version = Some(v),
+            Err(e) => tracing::warn!(
+                error = %e,
+                rejects = %summary.url,
+                "the output is committed but its rejected rows are not yet: the next run of the job commits them"
+            ),
+        }
+    }
     manifest.timings.total_ms = millis(started.elapsed());
     manifest.finished_at = Utc::now();
     manifest.io = prepared.stores.io_stats();
@@ -235,6 +249,9 @@ fn commit_info(prepared: &Prepared, manifest: &RunManifest) -> serde_json::Map<S
     if !manifest.drift.is_empty() {
         info.insert("scorch.drift".into(), json!(manifest.drift));
     }
+    if let Some(rejects) = &manifest.rejects {
+        info.insert(rejects::COMMIT_INFO_KEY.into(), json!(rejects));
+    }
     info.insert("scorch.checks".into(), json!(manifest.checks));
     info.insert("scorch.inputs".into(), json!(prepared.input_files().len()));
     info
@@ -265,7 +282,7 @@ async fn commit_delta(
         other => other,
     };
     let info = commit_info(prepared, &manifest);
-    let schema = nullable(&schema);
+    let schema = delta::nullable(&schema);
     let base = table.version();
     let attempt = if job.output.mode == WriteMode::Merge {
         merge(prepared, table, &written_to, &schema, info).await
@@ -324,17 +341,6 @@ async fn commit_delta(
 
 fn is_conflict_error(e: &Error) -> bool {
     matches!(e, Error::Delta { source, .. } if delta::is_conflict(source))
-}
-
-/// Every field nullable: a Delta column declared NOT NULL would refuse a later run's NULLs.
-pub fn nullable(schema: &arrow::datatypes::Schema) -> arrow::datatypes::Schema {
-    arrow::datatypes::Schema::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone().with_nullable(true))
-            .collect::<Vec<_>>(),
-    )
 }
 
 fn conflict_reason(e: &deltalake_core::DeltaTableError) -> String {

@@ -140,6 +140,10 @@ pub struct RunManifest {
     /// Drift against each profiled model's reference profile.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub drift: BTreeMap<String, crate::run::drift::ModelDrift>,
+    /// The rejected rows kept in `[output.rejects]`: where, how many, and the version that
+    /// committed them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejects: Option<crate::table::rejects::RejectsSummary>,
     /// Phase timings.
     pub timings: Timings,
     /// Device models ran on.

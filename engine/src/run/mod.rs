@@ -39,8 +39,9 @@ use crate::job::{JobSpec, OutputFormat, WriteMode};
 use crate::plan::{Prepared, RunOptions, output, prepare, scan, sources};
 use crate::process::{failpoint, shutdown};
 use crate::store::location::Location;
+use crate::table::rejects::{RejectsFile, RejectsSummary, RejectsTable};
 use crate::table::target::Target;
-use crate::table::writer::{StagingWrite, WriteSpec};
+use crate::table::writer::{REJECTS_TABLE, RejectsWriter, StagingWrite, WriteSpec};
 use manifest::{
     ModelUse, OutputSummary, RowCounts, RunManifest, RunStatus, SCORCH_VERSION, Timings,
 };
@@ -163,6 +164,7 @@ pub async fn run(job: &JobSpec, options: &RunOptions) -> Result<RunReport> {
         .unwrap_or_else(uuid::Uuid::now_v7)
         .to_string();
     let stamps = Stamps::new(&prepared, &run_id, started_at);
+    let mut rejects = open_rejects(&prepared, &target).await?;
 
     if let Target::Delta(table) = &target
         && job.output.mode == WriteMode::Append
@@ -186,7 +188,10 @@ pub async fn run(job: &JobSpec, options: &RunOptions) -> Result<RunReport> {
 
     if let Target::Delta(table) = &mut target {
         table
-            .create_if_missing(&commit::nullable(&stamped_schema), &job.output.partition_by)
+            .create_if_missing(
+                &crate::table::delta::nullable(&stamped_schema),
+                &job.output.partition_by,
+            )
             .await?;
     }
     tracing::info!(job = %job.name, run_id = %run_id, output = %job.output.location, format = %job.output.format, "run started");
@@ -204,10 +209,14 @@ pub async fn run(job: &JobSpec, options: &RunOptions) -> Result<RunReport> {
             )
             .await?;
     }
+    if let Some(rejects) = &rejects {
+        rejects.mark_inflight(&run_id, &target).await?;
+    }
+    let rejects_location = rejects.as_ref().map(|r| r.location().clone());
     // Until the commit point a stop request cancels the run: dropping the staging future
     // cancels the writers, whose abandoned multipart uploads are then aborted.
     let staged = tokio::select! {
-        staged = stage(&prepared, &target, &stamps, started_at, &write_location, extension) => staged,
+        staged = stage(&prepared, &target, &stamps, started_at, &write_location, extension, rejects_location.as_ref()) => staged,
         signal = shutdown::stop_requested() => Err(Error::Interrupted { signal }),
     };
     let outcome = match staged {
@@ -219,6 +228,7 @@ pub async fn run(job: &JobSpec, options: &RunOptions) -> Result<RunReport> {
                 schema_changes,
                 staged,
                 started,
+                rejects.as_mut(),
             )
             .await
         }
@@ -238,10 +248,32 @@ pub async fn run(job: &JobSpec, options: &RunOptions) -> Result<RunReport> {
             }
             if !committed {
                 commit::clean_up(&target, &run_id, &write_location).await;
+                if let Some(rejects) = &rejects {
+                    rejects.clean_up(&run_id).await;
+                }
             }
             Err(e)
         }
     }
+}
+
+/// The job's rejects table, open (created where missing) with the commits of earlier runs that
+/// stopped between their output's commit and their rejects' completed.
+async fn open_rejects(prepared: &Prepared, target: &Target) -> Result<Option<RejectsTable>> {
+    let Some(config) = &prepared.job.output.rejects else {
+        return Ok(None);
+    };
+    let Some(keys) = &prepared.reject_keys else {
+        tracing::warn!(
+            rejects = %config.location,
+            "output.rejects: the query calls no model, so no row can be rejected"
+        );
+        return Ok(None);
+    };
+    let store = prepared.stores.store(&config.location)?;
+    let mut table = RejectsTable::open(&prepared.job.path, &config.location, store, keys).await?;
+    table.complete_pending(target).await?;
+    Ok(Some(table))
 }
 
 /// The manifest of a run before it executes: job, parameters, models, inputs.
@@ -291,6 +323,7 @@ fn base_manifest(prepared: &Prepared, stamps: &Stamps, started_at: DateTime<Utc>
         },
         checks: Vec::new(),
         drift: Default::default(),
+        rejects: None,
         timings: Timings {
             plan_ms: millis(prepared.plan_time),
             ..Default::default()
@@ -310,6 +343,7 @@ async fn stage(
     started_at: DateTime<Utc>,
     write_location: &Location,
     extension: &str,
+    rejects: Option<&Location>,
 ) -> Result<Staged> {
     let job = &prepared.job;
     let mut stamped = prepared.query.clone();
@@ -342,8 +376,10 @@ async fn stage(
         extension: extension.to_string(),
         max_file_bytes: job.output.target_file_size,
         max_open_files: MAX_OPEN_FILES,
+        rejects: rejects.map(|r| r.url().to_string()),
+        rejected_at: started_at.timestamp_micros(),
     };
-    let write = StagingWrite::try_new(stamped.logical_plan().clone(), spec)
+    let write = StagingWrite::try_new(stamped.logical_plan().clone(), spec.clone())
         .map_err(|e| Error::from_query(job, e))?
         .into_plan();
     let exec_ctx = prepared
@@ -404,9 +440,25 @@ async fn stage(
     let execute_time = execute_started.elapsed();
     let scan_metrics = scan::scan_metrics(&physical);
 
-    let (files, mut models) = reported_files(target.location(), &written)?;
+    let (files, mut models, mut rejected) = reported_files(target.location(), &written)?;
     // What this process tallied and no writer took (scoring above a stage boundary).
     scorch_udfs::unscored::merge(&mut models, &scorch_udfs::unscored::take(&stamps.run_id));
+    let rejects = match rejects {
+        Some(location) => {
+            let leftover =
+                RejectsWriter::new(prepared.stores.store(location)?, location.path(), &spec, 0);
+            if let Some(file) = leftover.finish().await.map_err(Error::Execution)? {
+                rejected.push(file);
+            }
+            Some(RejectsSummary {
+                url: location.to_string(),
+                rows: rejected.iter().map(|f| f.rows).sum(),
+                version: None,
+                files: rejected,
+            })
+        }
+        None => None,
+    };
     let drift = drift::compute(&prepared.catalog, &models);
     // The bin counts served the drift; the manifest keeps what they measured.
     for counts in models.values_mut() {
@@ -438,6 +490,7 @@ async fn stage(
     manifest.output.bytes = files.iter().map(|f| f.bytes).sum();
     manifest.checks = check_results.clone();
     manifest.drift = drift;
+    manifest.rejects = rejects;
     manifest.timings.execute_ms = millis(execute_time);
     manifest.io = prepared.stores.io_stats();
     let failures = checks::failures(&check_results);
@@ -468,14 +521,20 @@ fn millis(d: Duration) -> u64 {
     d.as_millis().try_into().unwrap_or(u64::MAX)
 }
 
-/// The files the writers reported, sorted, without empty ones, and the unscored rows they
-/// tallied; a path reported twice is an error (two tasks must never share a file).
+/// The files the writers reported, sorted, without empty ones, the unscored rows they tallied,
+/// and the files of rejected rows they wrote; a path reported twice is an error (two tasks must
+/// never share a file).
 fn reported_files(
     table: &Location,
     written: &[RecordBatch],
-) -> Result<(Vec<Reported>, scorch_udfs::unscored::Counts)> {
+) -> Result<(
+    Vec<Reported>,
+    scorch_udfs::unscored::Counts,
+    Vec<RejectsFile>,
+)> {
     let mut reported = Vec::new();
     let mut tallied = scorch_udfs::unscored::Counts::new();
+    let mut rejected = Vec::new();
     for batch in written {
         let column = |name: &str| {
             batch.column_by_name(name).ok_or_else(|| Error::Table {
@@ -489,6 +548,7 @@ fn reported_files(
         let bytes = column("bytes")?.as_primitive::<UInt64Type>().clone();
         let stats = column("stats")?.as_string::<i32>().clone();
         let unscored = column("unscored")?.as_string::<i32>().clone();
+        let tables = column("table")?.as_string::<i32>().clone();
         for i in 0..batch.num_rows() {
             if !unscored.value(i).is_empty() {
                 let counts: scorch_udfs::unscored::Counts = serde_json::from_str(unscored.value(i))
@@ -499,6 +559,15 @@ fn reported_files(
                 scorch_udfs::unscored::merge(&mut tallied, &counts);
             }
             if paths.value(i).is_empty() {
+                continue;
+            }
+            if tables.value(i) == REJECTS_TABLE {
+                rejected.push(RejectsFile {
+                    path: paths.value(i).to_string(),
+                    size: bytes.value(i),
+                    rows: rows.value(i),
+                    stats: stats.value(i).to_string(),
+                });
                 continue;
             }
             reported.push(Reported {
@@ -518,7 +587,8 @@ fn reported_files(
         });
     }
     reported.retain(|f| f.rows > 0);
-    Ok((reported, tallied))
+    rejected.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok((reported, tallied, rejected))
 }
 
 /// Whether the run writes a Delta table.

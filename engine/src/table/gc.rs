@@ -139,6 +139,25 @@ async fn delta_gc(table: &DeltaTable, options: GcOptions) -> Result<GcReport> {
             report.runs_kept.push(run);
             continue;
         }
+        // A rejects table's record of a run whose output committed: its files wait for the
+        // rejects commit the next run makes.
+        let body = root
+            .get(&record.location)
+            .await
+            .map_err(storage(&location, "read"))?
+            .bytes()
+            .await
+            .map_err(storage(&location, "read"))?;
+        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body)
+            && super::rejects::awaited_by_output(&root, &location, &run, &value).await?
+        {
+            tracing::info!(
+                run,
+                "kept: the output committed this run; its next run commits these rejected rows"
+            );
+            report.runs_kept.push(run);
+            continue;
+        }
         let staging = location.join(&format!("{STAGING_DIR}/{run}"));
         if options.apply {
             report.dead_run_objects += table.remove_run_files(&run).await?;

@@ -52,6 +52,7 @@ use schema::TableSchema;
 pub mod delta;
 pub mod gc;
 pub mod partition;
+pub mod rejects;
 pub mod schema;
 pub mod target;
 pub mod writer;

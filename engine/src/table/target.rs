@@ -96,6 +96,14 @@ impl Target {
         })
     }
 
+    /// The latest committed version, when there is one.
+    pub async fn version(&self) -> Result<Option<u64>> {
+        Ok(match self {
+            Target::Parquet(t) => t.latest_version().await?,
+            Target::Delta(t) => t.version(),
+        })
+    }
+
     /// The committed schema and the version it comes from, when the table has one.
     pub async fn committed_schema(&self) -> Result<Option<(u64, TableSchema)>> {
         Ok(match self {

@@ -76,7 +76,15 @@ pub struct WriteSpec {
     /// Files one task keeps open at once; with more partitions in flight the least recently
     /// written is closed (a later row of its partition starts a new file).
     pub max_open_files: usize,
+    /// With `[output.rejects]`: the rejects table's root URL (ends with `/`). Each task writes
+    /// the rejected rows its process's scoring functions kept for the run into a file there.
+    pub rejects: Option<String>,
+    /// The time stamped on rejected rows, in microseconds since the epoch (the run's start).
+    pub rejected_at: i64,
 }
+
+/// The `table` of a writer's report row naming a file of the rejects table.
+pub const REJECTS_TABLE: &str = "rejects";
 
 /// The schema of what a writer returns: one row per file.
 pub fn result_schema() -> SchemaRef {
@@ -88,6 +96,7 @@ pub fn result_schema() -> SchemaRef {
             Field::new("bytes", DataType::UInt64, false),
             Field::new("stats", DataType::Utf8, false),
             Field::new("unscored", DataType::Utf8, false),
+            Field::new("table", DataType::Utf8, false),
         ]))
     });
     Arc::clone(&SCHEMA)
@@ -288,21 +297,147 @@ impl ExecutionPlan for StagingWriteExec {
     ) -> Result<SendableRecordBatchStream> {
         let input = self.input.execute(partition, Arc::clone(&context))?;
         let spec = self.spec.clone();
-        let staging = Url::parse(&spec.staging)
-            .map_err(|e| DataFusionError::Plan(format!("staging URL {}: {e}", spec.staging)))?;
-        let store_url = ObjectStoreUrl::parse(format!(
-            "{}://{}",
-            staging.scheme(),
-            &staging[url::Position::BeforeHost..url::Position::AfterPort]
-        ))?;
-        let store = context.runtime_env().object_store(&store_url)?;
-        let prefix = ObjectPath::from_url_path(staging.path())
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let batch = async move { write_partition(input, spec, store, prefix, partition).await };
+        let (store, prefix) = store_and_prefix(&spec.staging, &context)?;
+        let rejects = match &spec.rejects {
+            Some(url) => {
+                let (store, prefix) = store_and_prefix(url, &context)?;
+                Some(RejectsWriter::new(store, prefix, &spec, partition))
+            }
+            None => None,
+        };
+        let batch =
+            async move { write_partition(input, spec, store, prefix, partition, rejects).await };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             result_schema(),
             futures::stream::once(batch),
         )))
+    }
+}
+
+/// The store of `url` in the task's runtime, and the path of the folder it names.
+fn store_and_prefix(
+    url: &str,
+    context: &TaskContext,
+) -> Result<(Arc<dyn ObjectStore>, ObjectPath)> {
+    let parsed =
+        Url::parse(url).map_err(|e| DataFusionError::Plan(format!("folder URL {url}: {e}")))?;
+    let store_url = ObjectStoreUrl::parse(format!(
+        "{}://{}",
+        parsed.scheme(),
+        &parsed[url::Position::BeforeHost..url::Position::AfterPort]
+    ))?;
+    let store = context.runtime_env().object_store(&store_url)?;
+    let prefix = ObjectPath::from_url_path(parsed.path())
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    Ok((store, prefix))
+}
+
+/// The rejects table file one writer task fills with the rejected rows its process kept for the
+/// run, taken as the task goes so that they never pile up in memory.
+pub struct RejectsWriter {
+    store: Arc<dyn ObjectStore>,
+    relative: String,
+    path: ObjectPath,
+    run_id: String,
+    rejected_at: i64,
+    buffer_bytes: usize,
+    open: Option<(SchemaRef, AsyncArrowWriter<BufWriter>)>,
+}
+
+impl RejectsWriter {
+    /// The file task `task` writes into the rejects table at `prefix`.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        prefix: ObjectPath,
+        spec: &WriteSpec,
+        task: usize,
+    ) -> Self {
+        let relative = format!(
+            "part-{task:05}-{}-{}.parquet",
+            spec.run_id,
+            uuid::Uuid::now_v7().simple()
+        );
+        let path = if prefix.as_ref().is_empty() {
+            ObjectPath::from(relative.as_str())
+        } else {
+            ObjectPath::from(format!("{prefix}/{relative}"))
+        };
+        Self {
+            store,
+            relative,
+            path,
+            run_id: spec.run_id.clone(),
+            rejected_at: spec.rejected_at,
+            buffer_bytes: spec.buffer_bytes,
+            open: None,
+        }
+    }
+
+    /// Writes what the scoring functions of this process kept for the run since the last take.
+    pub async fn take(&mut self) -> Result<()> {
+        for batch in scorch_udfs::rejects::take_recorded(&self.run_id) {
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            if self.open.is_none() {
+                let keys = batch.schema().fields()[..batch.num_columns() - 4]
+                    .iter()
+                    .cloned()
+                    .collect();
+                let schema = scorch_udfs::rejects::table_schema(&keys);
+                let buffer = BufWriter::with_capacity(
+                    Arc::clone(&self.store),
+                    self.path.clone(),
+                    self.buffer_bytes,
+                );
+                let writer = AsyncArrowWriter::try_new(buffer, Arc::clone(&schema), None)?;
+                self.open = Some((schema, writer));
+            }
+            let (schema, writer) = self.open.as_mut().expect("opened above");
+            let rows = batch.num_rows();
+            let mut columns = batch.columns().to_vec();
+            columns.push(Arc::new(StringArray::from(vec![
+                self.run_id.as_str();
+                rows
+            ])));
+            columns.push(Arc::new(
+                arrow::array::TimestampMicrosecondArray::from(vec![self.rejected_at; rows])
+                    .with_timezone("UTC"),
+            ));
+            writer
+                .write(&RecordBatch::try_new(Arc::clone(schema), columns)?)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Takes the last rows and closes the file; what it wrote, if it wrote anything.
+    pub async fn finish(self) -> Result<Option<crate::table::rejects::RejectsFile>> {
+        Ok(self
+            .close()
+            .await?
+            .map(|w| crate::table::rejects::RejectsFile {
+                path: w.path,
+                size: w.bytes,
+                rows: w.rows,
+                stats: w.stats,
+            }))
+    }
+
+    async fn close(mut self) -> Result<Option<Written>> {
+        self.take().await?;
+        let Some((schema, mut writer)) = self.open.take() else {
+            return Ok(None);
+        };
+        let metadata = writer.finish().await?;
+        Ok(Some(Written {
+            path: self.relative,
+            partition: String::new(),
+            rows: metadata.file_metadata().num_rows().max(0) as u64,
+            bytes: writer.bytes_written() as u64,
+            stats: crate::table::delta::stats::json(&metadata, &schema),
+            table: REJECTS_TABLE,
+        }))
     }
 }
 
@@ -322,6 +457,8 @@ struct Written {
     rows: u64,
     bytes: u64,
     stats: String,
+    /// `""` for the output, [`REJECTS_TABLE`] for the rejects table.
+    table: &'static str,
 }
 
 /// The files one writer task has open, and those it finished.
@@ -411,6 +548,7 @@ impl Files {
             rows: metadata.file_metadata().num_rows().max(0) as u64,
             bytes: file.writer.bytes_written() as u64,
             stats: crate::table::delta::stats::json(&metadata, &self.schema),
+            table: "",
         });
         Ok(())
     }
@@ -422,6 +560,7 @@ async fn write_partition(
     store: Arc<dyn ObjectStore>,
     prefix: ObjectPath,
     partition: usize,
+    mut rejects: Option<RejectsWriter>,
 ) -> Result<RecordBatch> {
     let schema = input.schema();
     let partition_indices: Vec<usize> = spec
@@ -464,12 +603,20 @@ async fn write_partition(
             files.write(&key, &part).await?;
             crate::process::failpoint::hit("write-batch");
         }
+        if let Some(rejects) = &mut rejects {
+            rejects.take().await?;
+        }
     }
     let keys: Vec<String> = files.open.keys().cloned().collect();
     for key in keys {
         files.close(&key).await?;
     }
     let mut done = files.done;
+    if let Some(rejects) = rejects
+        && let Some(written) = rejects.close().await?
+    {
+        done.push(written);
+    }
     // What the scoring functions of this process tallied for the run so far: this partition's
     // rows were all scored before its input ended. A row with no path carries it.
     let tallied = scorch_udfs::unscored::take(&files.spec.run_id);
@@ -485,6 +632,7 @@ async fn write_partition(
             rows: 0,
             bytes: 0,
             stats: String::new(),
+            table: "",
         });
     }
     let last = done.len().saturating_sub(1);
@@ -501,6 +649,7 @@ async fn write_partition(
             Arc::new(StringArray::from_iter_values(
                 (0..done.len()).map(|i| if i == last { unscored.as_str() } else { "" }),
             )),
+            Arc::new(StringArray::from_iter_values(done.iter().map(|w| w.table))),
         ],
     )?)
 }
@@ -575,6 +724,8 @@ mod tests {
             extension: ".parquet".into(),
             max_file_bytes,
             max_open_files,
+            rejects: None,
+            rejected_at: 0,
         }
     }
 
@@ -601,7 +752,7 @@ mod tests {
             futures::stream::iter(data),
         ));
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let report = write_partition(input, spec, store, ObjectPath::from("t"), 0)
+        let report = write_partition(input, spec, store, ObjectPath::from("t"), 0, None)
             .await
             .expect("written");
         let (partition, rows, bytes) = (

@@ -130,6 +130,12 @@ fn event(kind: &str, at: DateTime<Utc>, namespace: &str, job: &JobSpec, run_id: 
         })
         .collect();
     let (output_namespace, output_name) = dataset_name(&job.output.location);
+    let mut outputs =
+        vec![json!({ "namespace": output_namespace, "name": output_name, "facets": {} })];
+    if let Some(rejects) = &job.output.rejects {
+        let (ns, name) = dataset_name(&rejects.location);
+        outputs.push(json!({ "namespace": ns, "name": name, "facets": {} }));
+    }
     json!({
         "eventType": kind,
         "eventTime": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -138,7 +144,7 @@ fn event(kind: &str, at: DateTime<Utc>, namespace: &str, job: &JobSpec, run_id: 
         "run": { "runId": run_id, "facets": {} },
         "job": { "namespace": namespace, "name": job.name, "facets": {} },
         "inputs": inputs,
-        "outputs": [{ "namespace": output_namespace, "name": output_name, "facets": {} }],
+        "outputs": outputs,
     })
 }
 
@@ -186,6 +192,21 @@ pub fn end(
                 "size": r.manifest.output.bytes,
             }))
         });
+        // The rejects table, the second output, when its commit landed.
+        if let Some(rejects) = &r.manifest.rejects
+            && let Some(version) = rejects.version
+        {
+            e["outputs"][1]["facets"]["version"] = facet(
+                VERSION_FACET,
+                json!({ "datasetVersion": version.to_string() }),
+            );
+            e["outputs"][1]["outputFacets"] = json!({
+                "outputStatistics": facet(OUTPUT_STATISTICS_FACET, json!({
+                    "rowCount": rejects.rows,
+                    "size": rejects.files.iter().map(|f| f.size).sum::<u64>(),
+                }))
+            });
+        }
     }
     if let Some((_, code, message)) = failed {
         e["run"]["facets"]["errorMessage"] = facet(

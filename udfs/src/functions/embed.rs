@@ -49,7 +49,8 @@ impl ScoringKind for Embed {
     const NAME: &'static str = NAME;
 
     fn check_arity(count: usize) -> Result<()> {
-        if count != 2 {
+        // A third argument is the rejects' key struct the engine adds (see `crate::rejects`).
+        if !(2..=3).contains(&count) {
             return plan_err!("{NAME} takes a model name and one text, got {count} arguments");
         }
         Ok(())

@@ -25,6 +25,7 @@ use crate::error::Error;
 use crate::features::{FeatureMatrix, accepts};
 use crate::package::{OutputSpec, OutputType};
 use crate::profile::{Profile, Sketch, count_ks};
+use crate::rejects;
 use crate::runtime::OutputColumn;
 use crate::unscored::{self, Reason};
 
@@ -172,6 +173,9 @@ pub fn check_arguments(
     arg_fields: &[FieldRef],
 ) -> Result<(), Error> {
     let features = &arg_fields[1..];
+    // A trailing struct is the rejects' key columns, not a feature (see `crate::rejects`).
+    let features =
+        &features[..rejects::split_keys(features, model.inputs.len(), |f| f.data_type().clone())];
     let bad = |reason: String| Error::BadArguments {
         function,
         model: model.name.clone(),
@@ -269,7 +273,14 @@ impl Scorer {
         let model = loader.load_blocking(model_ref).map_err(unavailable)?;
 
         let rows = args.number_rows;
-        let columns = args.args[1..]
+        let arguments = &args.args[1..];
+        let feature_count =
+            rejects::split_keys(arguments, model_ref.inputs.len(), ColumnarValue::data_type);
+        let keys = match arguments.get(feature_count) {
+            Some(keys) => Some(keys.to_array(rows)?),
+            None => None,
+        };
+        let columns = arguments[..feature_count]
             .iter()
             .map(|c| c.to_array(rows))
             .collect::<Result<Vec<ArrayRef>>>()?;
@@ -317,6 +328,20 @@ impl Scorer {
                 counts.sketch = sketch(profile, model_ref, &columns, &array)?;
             }
             unscored::record(&run, &name, &counts);
+            if let Some(keys) = keys
+                .as_ref()
+                .and_then(|k| k.as_any().downcast_ref::<StructArray>())
+                && let Some(batch) = rejects::rejected_rows(
+                    &name,
+                    keys,
+                    &features,
+                    &model_ref.inputs,
+                    &columns,
+                    array.logical_nulls().as_ref(),
+                )?
+            {
+                rejects::record(&run, batch);
+            }
         }
         Ok(ColumnarValue::Array(array))
     }

@@ -301,6 +301,15 @@ impl DeltaTable {
         run_id: &str,
         after: Option<u64>,
     ) -> Result<Option<u64>> {
+        Ok(self.commit_info_of(run_id, after).await?.map(|(v, _)| v))
+    }
+
+    /// The version that run `run_id` committed after `after`, with its `commitInfo` entries.
+    pub async fn commit_info_of(
+        &self,
+        run_id: &str,
+        after: Option<u64>,
+    ) -> Result<Option<(u64, serde_json::Map<String, serde_json::Value>)>> {
         let mut latest = self.log.clone();
         latest
             .update_state()
@@ -313,12 +322,12 @@ impl DeltaTable {
             let Some(actions) = self.log_entry(version).await? else {
                 continue; // cleaned up behind a checkpoint
             };
-            let names_run = actions.iter().any(|a| {
-                matches!(a, Action::CommitInfo(info)
-                    if info.info.get(RUN_ID_KEY).and_then(|v| v.as_str()) == Some(run_id))
-            });
-            if names_run {
-                return Ok(Some(version));
+            for action in actions {
+                if let Action::CommitInfo(info) = action
+                    && info.info.get(RUN_ID_KEY).and_then(|v| v.as_str()) == Some(run_id)
+                {
+                    return Ok(Some((version, info.info.into_iter().collect())));
+                }
             }
         }
         Ok(None)
@@ -601,6 +610,17 @@ pub fn is_concurrent_transaction(e: &DeltaTableError) -> bool {
         DeltaTableError::Transaction {
             source: TransactionError::CommitConflict(CommitConflictError::ConcurrentTransaction)
         }
+    )
+}
+
+/// Every field nullable: a Delta column declared NOT NULL would refuse a later run's NULLs.
+pub fn nullable(schema: &Schema) -> Schema {
+    Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
     )
 }
 
