@@ -215,6 +215,30 @@ pub enum Error {
         location: String,
     },
 
+    /// A model registry refused a request (a version that exists with other bytes, an unknown
+    /// version or alias).
+    #[error("model registry {registry}: {message}")]
+    Registry {
+        /// The registry.
+        registry: String,
+        /// What was wrong and what to do.
+        message: String,
+    },
+
+    /// Another promotion moved the alias first.
+    #[error(
+        "model registry {registry}: {alias} moved while this promotion ran (it now names version \
+         {now}); nothing was changed: run the promotion again if it should still win"
+    )]
+    RegistryConflict {
+        /// The registry.
+        registry: String,
+        /// `name@alias`.
+        alias: String,
+        /// The version the alias names now.
+        now: String,
+    },
+
     /// Another run committed overlapping partitions first.
     #[error(
         "commit conflict on {output}: run {other_run} committed version {version} with partitions [{partitions}] \
@@ -337,7 +361,9 @@ impl Error {
             | Error::NotATable { .. }
             | Error::Demo { .. }
             | Error::ReplaceWhere { .. }
+            | Error::Registry { .. }
             | Error::Location { .. } => ExitCode::Usage,
+            Error::RegistryConflict { .. } => ExitCode::Conflict,
             Error::DeltaConflict { .. } => ExitCode::Conflict,
             Error::Delta { .. } => ExitCode::Storage,
             Error::UnreadableInput { .. } => ExitCode::InputData,

@@ -17,6 +17,7 @@
 //! - [`table`]: the output table: staged writes, the commit log and protocol, schema, `gc`;
 //! - [`cluster`]: Ballista scheduler, executors, client and codecs;
 //! - [`package`]: `scorch model …` commands over model packages;
+//! - [`registry`]: the model registry on an object store (versions, aliases);
 //! - [`demo`]: the self-contained demo (data, training, job);
 //! - [`process`]: allocator settings, signals, failpoints;
 //! - [`telemetry`]: what a run reports when it ends (Prometheus metrics).
@@ -45,6 +46,7 @@ pub mod job;
 pub mod package;
 pub mod plan;
 pub mod process;
+pub mod registry;
 pub mod run;
 pub mod store;
 pub mod table;

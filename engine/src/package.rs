@@ -9,6 +9,7 @@ use serde::Serialize;
 use url::Url;
 
 use crate::error::{Error, Result};
+use crate::registry::{Published, Registry};
 use crate::store::StoreRegistry;
 use crate::store::location::Location;
 
@@ -42,6 +43,19 @@ pub async fn verify(package: &str, sha256: Option<&str>) -> Result<ModelPackage>
     }
     loader.load_package(&p.manifest.name, &p).await?;
     Ok(p)
+}
+
+/// The registry at `url` (a URL or a path relative to the working directory).
+pub fn registry(url: &str) -> Result<Registry> {
+    let location = location_arg(url)?;
+    let store = StoreRegistry::new().store(&location)?;
+    Ok(Registry::new(location, store))
+}
+
+/// Checks the package at `package` (hash, runtime, manifest) and publishes it to `registry`.
+pub async fn publish(package: &str, registry: &str) -> Result<Published> {
+    let p = verify(package, None).await?;
+    self::registry(registry)?.publish(&p).await
 }
 
 /// Makes a package from an exported model. `out` defaults to `<artifact stem>-package` beside

@@ -547,3 +547,108 @@ fn the_jobs_store_options_travel_to_the_executors() {
         cluster.logs()
     );
 }
+
+#[test]
+fn an_alias_promoted_while_a_cluster_run_is_in_flight_does_not_change_the_run() {
+    let s3 = server(Backend::S3);
+    let job = remote_job(s3, "cluster-alias", "");
+    let registry = format!("{}/registry", job.folder);
+    let on_s3 = |args: &[&str]| -> Run {
+        let mut c = scorch_on(s3);
+        c.args(args);
+        c.output().expect("scorch runs").into()
+    };
+    let v1 = job.local.path().join("models/churn");
+    let v2 = job.local.path().join("churn-1.1.0");
+    copy_dir(&v1, &v2);
+    edit(
+        &v2.join("model.toml"),
+        "version = \"1.0.0\"",
+        "version = \"1.1.0\"",
+    );
+    for package in [&v1, &v2] {
+        on_s3(&[
+            "model",
+            "publish",
+            package.to_str().expect("utf-8"),
+            "--registry",
+            &registry,
+        ])
+        .assert_ok();
+    }
+    let promote = |version: &str| {
+        on_s3(&[
+            "model",
+            "promote",
+            &format!("churn@{version}"),
+            "--alias",
+            "champion",
+            "--registry",
+            &registry,
+        ])
+        .assert_ok();
+    };
+    promote("1.0.0");
+    edit(
+        &job.job,
+        &format!(
+            "uri = \"{}/models/churn\"\nsha256 = \"{}\"",
+            job.folder, job.sha256
+        ),
+        &format!("registry = \"{registry}\"\nalias = \"champion\""),
+    );
+    let sha2 = package_sha(&v2);
+
+    let cluster = Cluster::start(2, &s3.env);
+    // The run resolves the alias, plans, and waits at the rendezvous before it sends the plan.
+    let meet = TempDir::new().expect("temp dir");
+    let mut c = scorch_on(s3);
+    c.args([
+        "run",
+        job.job.to_str().expect("utf-8"),
+        "--param",
+        &format!("ds={}", DAYS[2]),
+        "--cluster",
+        &cluster.url,
+        "--json",
+    ])
+    .env(
+        "SCORCH_RENDEZVOUS",
+        format!("before-write:{}:2", meet.path().display()),
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let running = c.spawn().expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_dir(meet.path()).expect("dir").count() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the run never reached the rendezvous"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    promote("1.1.0");
+    std::fs::write(meet.path().join("promoted"), "go").expect("release");
+    let finished: Run = running.wait_with_output().expect("wait").into();
+    finished.assert_ok();
+    let m = finished.json();
+    assert_eq!(m["models"][0]["sha256"], job.sha256.as_str());
+    assert_eq!(m["models"][0]["registry"]["version"], "1.0.0");
+    let rows = scores(s3, &job.folder);
+    assert!(!rows.is_empty());
+    assert!(
+        rows.iter()
+            .all(|r| r.model_sha256.as_deref() == Some(job.sha256.as_str())),
+        "the executors scored with the version the run resolved"
+    );
+
+    // The next run resolves the alias again.
+    let next = run_on(s3, &job.job, DAYS[2], Some(&cluster.url));
+    next.assert_ok();
+    assert_eq!(next.json()["models"][0]["sha256"], sha2.as_str());
+    assert!(
+        scores(s3, &job.folder)
+            .iter()
+            .all(|r| r.model_sha256.as_deref() == Some(sha2.as_str()))
+    );
+}

@@ -14,6 +14,7 @@ mod formats;
 mod lineage;
 mod metrics;
 mod readers;
+mod registry;
 mod rejects;
 mod report;
 mod safety;

@@ -258,6 +258,56 @@ pub enum ModelCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Publish a package to a model registry as `<name>/<version>/` (name and version from its
+    /// manifest), after checking that it loads. Publishing the same bytes again does nothing;
+    /// other bytes under an existing version are refused.
+    Publish {
+        /// Package folder (URL or path).
+        package: String,
+        /// The registry: a folder on any store (`s3://ml/registry`, a path).
+        #[arg(long, env = "SCORCH_REGISTRY", value_name = "URL")]
+        registry: String,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Point an alias (`champion`, `challenger`) at a published version. Jobs following the
+    /// alias score with that version from their next run; a rollback is promoting the previous
+    /// version again.
+    Promote {
+        /// `name@version`.
+        #[arg(value_name = "NAME@VERSION")]
+        model: String,
+        /// The alias to move.
+        #[arg(long)]
+        alias: String,
+        /// The registry.
+        #[arg(long, env = "SCORCH_REGISTRY", value_name = "URL")]
+        registry: String,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the registry's models, their versions and where their aliases point.
+    List {
+        /// The registry.
+        #[arg(long, env = "SCORCH_REGISTRY", value_name = "URL")]
+        registry: String,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A model's history in the registry: versions published and alias moves, oldest first.
+    History {
+        /// Model name.
+        name: String,
+        /// The registry.
+        #[arg(long, env = "SCORCH_REGISTRY", value_name = "URL")]
+        registry: String,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a package: its hash (against `--sha256` when given) and that its runtime loads.
     Verify {
         /// Package folder (URL or path).

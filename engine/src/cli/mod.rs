@@ -189,7 +189,13 @@ impl Command {
             | Command::Gc { json, .. }
             | Command::Optimize { json, .. } => *json,
             Command::Model {
-                command: ModelCommand::Inspect { json, .. } | ModelCommand::Profile { json, .. },
+                command:
+                    ModelCommand::Inspect { json, .. }
+                    | ModelCommand::Profile { json, .. }
+                    | ModelCommand::Publish { json, .. }
+                    | ModelCommand::Promote { json, .. }
+                    | ModelCommand::List { json, .. }
+                    | ModelCommand::History { json, .. },
             } => *json,
             _ => false,
         }
@@ -519,6 +525,79 @@ async fn model_command(command: ModelCommand) -> Result<(), Error> {
                 );
                 outln!("the package's hash changed; pin it:");
                 outln!("sha256 = \"{}\"", report.sha256);
+            }
+        }
+        ModelCommand::Publish {
+            package,
+            registry,
+            json,
+        } => {
+            let published = package::publish(&package, &registry).await?;
+            if json {
+                print::json(&published);
+            } else if published.created {
+                outln!(
+                    "published {} {} (sha256 {}) to {}",
+                    published.record.name,
+                    published.record.version,
+                    published.record.sha256,
+                    published.location
+                );
+            } else {
+                outln!(
+                    "{} {} is already published with these bytes (sha256 {}); nothing to do",
+                    published.record.name,
+                    published.record.version,
+                    published.record.sha256
+                );
+            }
+        }
+        ModelCommand::Promote {
+            model,
+            alias,
+            registry,
+            json,
+        } => {
+            let Some((name, version)) = model.split_once('@') else {
+                return Err(Error::Registry {
+                    registry,
+                    message: format!("`{model}` is not NAME@VERSION (churn@2.1.0)"),
+                });
+            };
+            let record = package::registry(&registry)?
+                .promote(name, version, &alias)
+                .await?;
+            if json {
+                print::json(&record);
+            } else {
+                outln!(
+                    "{}@{} now names version {} (sha256 {}; move {} of this alias)",
+                    record.name,
+                    record.alias,
+                    record.version,
+                    record.sha256,
+                    record.seq
+                );
+            }
+        }
+        ModelCommand::List { registry, json } => {
+            let models = package::registry(&registry)?.models().await?;
+            if json {
+                print::json(&models);
+            } else {
+                print::registry_models(&models);
+            }
+        }
+        ModelCommand::History {
+            name,
+            registry,
+            json,
+        } => {
+            let events = package::registry(&registry)?.history(&name).await?;
+            if json {
+                print::json(&events);
+            } else {
+                print::registry_history(&events);
             }
         }
         ModelCommand::Verify { package, sha256 } => {

@@ -467,3 +467,44 @@ pub fn unscored_reasons(models: &scorch_udfs::unscored::Counts) -> Vec<String> {
         })
         .collect()
 }
+
+/// `scorch model list`: each model with its versions and aliases.
+pub fn registry_models(models: &[scorch_engine::registry::ModelEntry]) {
+    if models.is_empty() {
+        outln!("no models published");
+    }
+    for m in models {
+        let versions: Vec<&str> = m.versions.iter().map(|v| v.version.as_str()).collect();
+        outln!("{}: versions {}", m.name, versions.join(", "));
+        for (alias, record) in &m.aliases {
+            outln!(
+                "  {alias} -> {} (sha256 {}, since {})",
+                record.version,
+                &record.sha256[..12.min(record.sha256.len())],
+                record.promoted_at.format("%Y-%m-%d %H:%M:%S")
+            );
+        }
+    }
+}
+
+/// `scorch model history`: publishes and alias moves, oldest first.
+pub fn registry_history(events: &[scorch_engine::registry::HistoryEvent]) {
+    use scorch_engine::registry::HistoryEvent;
+    for e in events {
+        match e {
+            HistoryEvent::Published(r) => outln!(
+                "{}  published {} (sha256 {})",
+                r.published_at.format("%Y-%m-%d %H:%M:%S"),
+                r.version,
+                r.sha256
+            ),
+            HistoryEvent::Promoted(r) => outln!(
+                "{}  {} -> {} (move {})",
+                r.promoted_at.format("%Y-%m-%d %H:%M:%S"),
+                r.alias,
+                r.version,
+                r.seq
+            ),
+        }
+    }
+}

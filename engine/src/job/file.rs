@@ -11,8 +11,10 @@ use crate::error::{Error, Result};
 use crate::job::params::{Param, ParamType};
 use crate::job::{
     Checks, DEFAULT_TARGET_FILE_SIZE, Execution, JobSpec, ModelDecl, Output, OutputFormat,
-    PartitionColumn, Rejects, SchemaMode, Source, SourceFormat, WriteMode, check_at_least_one,
+    PartitionColumn, RegistryRef, Rejects, SchemaMode, Source, SourceFormat, WriteMode,
+    check_at_least_one,
 };
+use crate::registry::Selector;
 use crate::store::StoreOptions;
 use crate::store::location::Location;
 
@@ -82,9 +84,18 @@ enum PartitionColumnSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ModelSection {
-    uri: String,
+    #[serde(default)]
+    uri: Option<String>,
     #[serde(default)]
     sha256: Option<String>,
+    #[serde(default)]
+    registry: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    alias: Option<String>,
+    #[serde(default)]
+    version: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -266,10 +277,50 @@ impl Converter<'_> {
                     "models.{name}.sha256: expected 64 hexadecimal digits, got `{sha}`"
                 )));
             }
+            let key = format!("models.{name}");
+            let (location, registry) = match (&m.uri, &m.registry) {
+                (Some(uri), None) => {
+                    if m.name.is_some() || m.alias.is_some() || m.version.is_some() {
+                        return Err(self.error(format!(
+                            "{key}: `name`, `alias` and `version` go with `registry`, not `uri`"
+                        )));
+                    }
+                    (self.location(&format!("{key}.uri"), uri)?, None)
+                }
+                (None, Some(registry)) => {
+                    let model = m.name.clone().unwrap_or_else(|| name.clone());
+                    let selector = match (&m.alias, &m.version) {
+                        (Some(a), None) => Selector::Alias(a.clone()),
+                        (None, Some(v)) => Selector::Version(v.clone()),
+                        _ => {
+                            return Err(self.error(format!(
+                                "{key}: a registry model needs `alias` (alias = \"champion\") or \
+                                 `version` (version = \"2.1.0\"), one of them"
+                            )));
+                        }
+                    };
+                    let registry = self.location(&format!("{key}.registry"), registry)?;
+                    (
+                        registry.join(&model),
+                        Some(RegistryRef {
+                            registry,
+                            name: model,
+                            selector,
+                        }),
+                    )
+                }
+                _ => {
+                    return Err(self.error(format!(
+                        "{key}: give the package as `uri`, or `registry` with `name` and `alias` \
+                         or `version`, one of the two"
+                    )));
+                }
+            };
             models.push(ModelDecl {
-                location: self.location(&format!("models.{name}.uri"), &m.uri)?,
+                location,
                 name,
                 sha256: m.sha256.map(|s| s.to_ascii_lowercase()),
+                registry,
             });
         }
         Ok(models)

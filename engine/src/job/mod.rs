@@ -223,6 +223,21 @@ pub struct ModelDecl {
     pub location: Location,
     /// Pinned SHA-256, if the job pins one.
     pub sha256: Option<String>,
+    /// Where the package is registered, when the job names it through a registry (then
+    /// `location` is the model's folder in the registry, and the package is resolved at plan
+    /// time).
+    pub registry: Option<RegistryRef>,
+}
+
+/// A model named through a registry: `registry`, `name`, and an `alias` or `version`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistryRef {
+    /// The registry's root.
+    pub registry: Location,
+    /// The model's name in the registry.
+    pub name: String,
+    /// Which version.
+    pub selector: crate::registry::Selector,
 }
 
 /// Where and how results are written.

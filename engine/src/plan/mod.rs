@@ -83,6 +83,8 @@ pub struct Prepared {
     pub packages: BTreeMap<String, ModelPackage>,
     /// Where each package was read from (local disk, local cache, object store).
     pub package_sources: BTreeMap<String, PackageSource>,
+    /// How the models named through a registry resolved.
+    pub registered: BTreeMap<String, crate::run::manifest::RegistryUse>,
     /// The catalog the session carries.
     pub catalog: ModelCatalog,
     /// What each source held when it was listed.
@@ -152,7 +154,7 @@ pub async fn prepare_with(
         Arc::clone(&stores) as Arc<dyn scorch_udfs::StoreResolver>,
         device,
     )?;
-    let models = models::resolve(job, &loader).await?;
+    let models = models::resolve(job, &loader, &stores).await?;
 
     let defaults = SessionSettings::default();
     let settings = SessionSettings {
@@ -219,6 +221,7 @@ pub async fn prepare_with(
         cluster,
         packages: models.packages,
         package_sources: models.sources,
+        registered: models.registered,
         catalog: models.catalog,
         listings,
         query,

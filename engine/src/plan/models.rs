@@ -11,6 +11,9 @@ use scorch_udfs::{ModelCatalog, ModelLoader, ModelPackage, ModelRef};
 
 use crate::error::{Error, Result};
 use crate::job::JobSpec;
+use crate::registry::{Registry, Selector};
+use crate::run::manifest::RegistryUse;
+use crate::store::StoreRegistry;
 
 /// The job's models, fetched, verified against their pins and loaded.
 pub struct ResolvedModels {
@@ -20,25 +23,62 @@ pub struct ResolvedModels {
     pub packages: BTreeMap<String, ModelPackage>,
     /// Where each package was read from this time.
     pub sources: BTreeMap<String, PackageSource>,
+    /// How each registry model resolved.
+    pub registered: BTreeMap<String, RegistryUse>,
 }
 
 /// Fetches every declared package, verifies its hash against the pin and loads its runtime, so
 /// that a bad package fails before any data is read.
-pub async fn resolve(job: &JobSpec, loader: &ModelLoader) -> Result<ResolvedModels> {
+pub async fn resolve(
+    job: &JobSpec,
+    loader: &ModelLoader,
+    stores: &StoreRegistry,
+) -> Result<ResolvedModels> {
     let mut resolved = ResolvedModels {
         catalog: ModelCatalog::new(),
         packages: BTreeMap::new(),
         sources: BTreeMap::new(),
+        registered: BTreeMap::new(),
     };
     for decl in &job.models {
+        // A registry reference resolves here, once: the run pins the version it names now.
+        let (uri, pin) = match &decl.registry {
+            None => (decl.location.url().to_string(), decl.sha256.clone()),
+            Some(r) => {
+                let registry = Registry::new(r.registry.clone(), stores.store(&r.registry)?);
+                let found = registry.resolve(&r.name, &r.selector).await?;
+                if let Some(pin) = &decl.sha256
+                    && *pin != found.sha256
+                {
+                    return Err(Error::Registry {
+                        registry: r.registry.to_string(),
+                        message: format!(
+                            "models.{} pins sha256 {pin}, but {} {} is {} ({}); remove the pin \
+                             to follow the registry, or pin the new hash",
+                            decl.name, r.name, r.selector, found.sha256, found.version
+                        ),
+                    });
+                }
+                tracing::info!(model = %decl.name, registry = %r.registry, selector = %r.selector, version = %found.version, sha256 = %found.sha256, "model resolved in the registry");
+                resolved.registered.insert(
+                    decl.name.clone(),
+                    RegistryUse {
+                        registry: r.registry.to_string(),
+                        name: r.name.clone(),
+                        alias: match &r.selector {
+                            Selector::Alias(a) => Some(a.clone()),
+                            Selector::Version(_) => None,
+                        },
+                        version: found.version.clone(),
+                    },
+                );
+                (found.location.url().to_string(), Some(found.sha256))
+            }
+        };
         let (package, source) = loader
-            .fetch_verified(
-                &decl.name,
-                decl.location.url().as_str(),
-                decl.sha256.as_deref(),
-            )
+            .fetch_verified(&decl.name, &uri, pin.as_deref())
             .await?;
-        if decl.sha256.is_none() {
+        if pin.is_none() {
             tracing::warn!(
                 model = %decl.name,
                 sha256 = %package.sha256,

@@ -72,6 +72,7 @@ pub async fn validate(job: &JobSpec, options: &RunOptions) -> Result<ValidateRep
                 sha256: p.sha256.clone(),
                 format: p.manifest.format.to_string(),
                 source: prepared.package_sources.get(name).copied(),
+                registry: prepared.registered.get(name).cloned(),
             })
             .collect(),
         sources,

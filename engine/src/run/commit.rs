@@ -240,7 +240,14 @@ fn commit_info(prepared: &Prepared, manifest: &RunManifest) -> serde_json::Map<S
             manifest
                 .models
                 .iter()
-                .map(|m| json!({"name": m.name, "version": m.version, "sha256": m.sha256}))
+                .map(|m| {
+                    let mut model =
+                        json!({"name": m.name, "version": m.version, "sha256": m.sha256});
+                    if let Some(r) = &m.registry {
+                        model["registry"] = json!(r);
+                    }
+                    model
+                })
                 .collect(),
         ),
     );

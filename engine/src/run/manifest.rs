@@ -44,6 +44,23 @@ pub struct ModelUse {
     /// Where the package was read from this run: `local`, `cache` or `store`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<PackageSource>,
+    /// For a model named through a registry: how it resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<RegistryUse>,
+}
+
+/// How a registry reference resolved when the run planned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryUse {
+    /// The registry.
+    pub registry: String,
+    /// The model's name there.
+    pub name: String,
+    /// The alias the job follows (`None` when it names a version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    /// The version it resolved to.
+    pub version: String,
 }
 
 /// Row counts of a run.

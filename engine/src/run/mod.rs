@@ -304,6 +304,7 @@ fn base_manifest(prepared: &Prepared, stamps: &Stamps, started_at: DateTime<Utc>
                 sha256: m.sha256.clone(),
                 format: m.format.to_string(),
                 source: prepared.package_sources.get(&m.name).copied(),
+                registry: prepared.registered.get(&m.name).cloned(),
             })
             .collect(),
         data_sha256: prepared.data_sha256.clone(),
