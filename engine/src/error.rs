@@ -36,6 +36,24 @@ impl ExitCode {
     pub fn code(self) -> i32 {
         self as i32
     }
+
+    /// The exit code numbered `code` (an unknown number is [`ExitCode::Internal`]).
+    pub fn from_code(code: i32) -> Self {
+        [
+            ExitCode::Success,
+            ExitCode::Usage,
+            ExitCode::InputData,
+            ExitCode::QualityGate,
+            ExitCode::Storage,
+            ExitCode::Model,
+            ExitCode::Conflict,
+            ExitCode::Interrupted,
+            ExitCode::Terminated,
+        ]
+        .into_iter()
+        .find(|c| c.code() == code)
+        .unwrap_or(ExitCode::Internal)
+    }
 }
 
 /// Everything that can stop a scorch command.
@@ -225,6 +243,21 @@ pub enum Error {
         message: String,
     },
 
+    /// Some intervals of a backfill failed (each was attempted; the table says which).
+    #[error(
+        "backfill: {failed} of {total} intervals failed; the first, {first}, with exit code {code}"
+    )]
+    Backfill {
+        /// Intervals that failed.
+        failed: usize,
+        /// Intervals in all.
+        total: usize,
+        /// The first that failed.
+        first: String,
+        /// Its exit code, which the backfill exits with.
+        code: i32,
+    },
+
     /// Another promotion moved the alias first.
     #[error(
         "model registry {registry}: {alias} moved while this promotion ran (it now names version \
@@ -364,6 +397,7 @@ impl Error {
             | Error::Registry { .. }
             | Error::Location { .. } => ExitCode::Usage,
             Error::RegistryConflict { .. } => ExitCode::Conflict,
+            Error::Backfill { code, .. } => ExitCode::from_code(*code),
             Error::DeltaConflict { .. } => ExitCode::Conflict,
             Error::Delta { .. } => ExitCode::Storage,
             Error::UnreadableInput { .. } => ExitCode::InputData,

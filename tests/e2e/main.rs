@@ -3,6 +3,7 @@
 mod support;
 
 mod airflow;
+mod backfill;
 mod cluster;
 mod commit;
 mod delta;

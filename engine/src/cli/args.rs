@@ -61,10 +61,32 @@ pub enum Command {
         /// Print the run manifest as JSON on stdout instead of a summary.
         #[arg(long)]
         json: bool,
+        /// Do nothing when the last committed run of these parameters read the same input
+        /// files with the same models and query and its partitions are untouched since.
+        #[arg(long)]
+        skip_unchanged: bool,
         #[command(flatten)]
         metrics: MetricsArgs,
         #[command(flatten)]
         lineage: LineageArgs,
+    },
+    /// Run a job over many intervals, each its own run and commit: one parameter given as a
+    /// range (`--param ds=2026-11-01..2026-11-30`, dates by day, integers by one) or a list
+    /// (`--param region=eu,us`). Every interval is attempted; the exit code is that of the first
+    /// interval that failed.
+    Backfill {
+        #[command(flatten)]
+        job: JobArgs,
+        /// Intervals run at once, at least 1.
+        #[arg(long, default_value_t = 1, value_parser = count_arg)]
+        parallel: usize,
+        /// Skip each interval whose inputs, models and query are those of its last committed
+        /// run (see `run --skip-unchanged`).
+        #[arg(long)]
+        skip_unchanged: bool,
+        /// Print the outcomes as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Show the plan and what a run would read (files, row groups, bytes) against what it prunes.
     Explain {
@@ -430,6 +452,7 @@ impl JobArgs {
             progress: !quiet,
             cluster: self.cluster.clone(),
             run_id: None,
+            skip_unchanged: false,
         };
         Ok((job, options))
     }

@@ -70,6 +70,8 @@ fn report_failure(e: &Error) -> i32 {
     tracing::error!(exit_code = code, "{message}");
     if JSON_OUTPUT.load(Ordering::Relaxed) {
         match e {
+            // The outcomes are already on stdout.
+            Error::Backfill { .. } => {}
             Error::QualityGate {
                 manifest: Some(manifest),
                 ..
@@ -160,7 +162,14 @@ fn install_panic_hook() {
 }
 
 fn init_logging(format: LogFormat, filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+    // delta-rs narrates its conflict checks at `warn` and `error`; scorch reports what they
+    // decide (a conflict is exit 7 with its reason), so they show only when asked for by name.
+    let quiet_delta = if filter.contains("deltalake") {
+        String::new()
+    } else {
+        ",deltalake_core::kernel::transaction=off".to_string()
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("{filter}{quiet_delta}"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -183,6 +192,7 @@ impl Command {
     fn prints_json(&self) -> bool {
         match self {
             Command::Run { json, .. }
+            | Command::Backfill { json, .. }
             | Command::Explain { json, .. }
             | Command::Validate { json, .. }
             | Command::Log { json, .. }
@@ -215,6 +225,7 @@ fn open_location(
 async fn run_and_report(
     job: &args::JobArgs,
     quiet: bool,
+    skip_unchanged: bool,
     sinks: &MetricsSinks,
     lineage: Option<(&lineage::LineageSink, &str)>,
 ) -> Result<scorch_engine::run::RunReport, Error> {
@@ -225,6 +236,7 @@ async fn run_and_report(
             labels = Some((spec.name.clone(), spec.output.location.to_string()));
             let run_id = uuid::Uuid::now_v7();
             options.run_id = Some(run_id);
+            options.skip_unchanged = skip_unchanged;
             let run_id = run_id.to_string();
             if let Some((sink, namespace)) = lineage {
                 sink.emit(&lineage::start(
@@ -291,14 +303,44 @@ async fn dispatch(command: Command, quiet: bool) -> Result<(), Error> {
         Command::Run {
             job,
             json,
+            skip_unchanged,
             metrics,
             lineage,
         } => {
-            let report = run_and_report(&job, quiet, &metrics.sinks(), lineage.sink()).await?;
+            let report = run_and_report(
+                &job,
+                quiet,
+                skip_unchanged,
+                &metrics.sinks(),
+                lineage.sink(),
+            )
+            .await?;
             if json {
                 print::json(&report.manifest);
             } else {
                 print::run(&report);
+            }
+        }
+        Command::Backfill {
+            job,
+            parallel,
+            skip_unchanged,
+            json,
+        } => {
+            let (spec, mut options) = job.load(quiet)?;
+            options.skip_unchanged = skip_unchanged;
+            let (name, values) = scorch_engine::run::backfill::intervals(&spec, &options.params)?;
+            let started = Instant::now();
+            let outcomes =
+                scorch_engine::run::backfill::backfill(&spec, &options, &name, &values, parallel)
+                    .await;
+            if json {
+                print::json(&outcomes);
+            } else {
+                print::backfill(&name, &outcomes, started.elapsed());
+            }
+            if let Some(e) = scorch_engine::run::backfill::failure(&outcomes) {
+                return Err(e);
             }
         }
         Command::Explain { job, json } => {

@@ -68,6 +68,15 @@ pub fn run(report: &RunReport) {
     if let Some(v) = report.recovered {
         outln!("recovered: finished publishing version {v}, left behind by an interrupted run");
     }
+    if m.status == RunStatus::SkippedUnchanged {
+        outln!(
+            "unchanged: job {} read the same input files with the same models and query as run {} (version {}); nothing written",
+            m.job,
+            m.unchanged_since.as_deref().unwrap_or("?"),
+            m.output.version.unwrap_or(0)
+        );
+        return;
+    }
     if m.status == RunStatus::AlreadyCommitted {
         let params: Vec<String> = m.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
         outln!(
@@ -507,4 +516,45 @@ pub fn registry_history(events: &[scorch_engine::registry::HistoryEvent]) {
             ),
         }
     }
+}
+
+/// `scorch backfill`: one line per interval, then the totals.
+pub fn backfill(
+    name: &str,
+    outcomes: &[scorch_engine::run::backfill::IntervalOutcome],
+    took: std::time::Duration,
+) {
+    outln!(
+        "{name:<12} {:<17} {:>4} {:>8} {:>12} {:>8}",
+        "status",
+        "exit",
+        "version",
+        "rows",
+        "seconds"
+    );
+    for o in outcomes {
+        outln!(
+            "{:<12} {:<17} {:>4} {:>8} {:>12} {:>8.2}",
+            o.interval,
+            o.status,
+            o.exit_code,
+            o.version.map_or("-".to_string(), |v| v.to_string()),
+            scorch_engine::run::progress::thousands(o.rows),
+            o.seconds
+        );
+        if let Some(error) = &o.error {
+            outln!("             {error}");
+        }
+    }
+    let count = |s: &str| outcomes.iter().filter(|o| o.status == s).count();
+    outln!(
+        "{} intervals in {:.1} s: {} scored, {} skipped as unchanged, {} already committed, {} rejected by checks, {} failed",
+        outcomes.len(),
+        took.as_secs_f64(),
+        count("scored"),
+        count("skipped"),
+        count("already_committed"),
+        count("rejected"),
+        count("failed")
+    );
 }

@@ -63,6 +63,9 @@ pub struct RunOptions {
     /// The run's id (a UUID), when the caller chose it (to announce the run before it starts,
     /// as lineage does); a new time-ordered one otherwise.
     pub run_id: Option<uuid::Uuid>,
+    /// Skip the run when the last committed run of the same parameters read the same inputs
+    /// with the same models and query (see [`crate::run::incremental`]).
+    pub skip_unchanged: bool,
 }
 
 /// A job planned and ready to execute.

@@ -252,6 +252,10 @@ fn commit_info(prepared: &Prepared, manifest: &RunManifest) -> serde_json::Map<S
         ),
     );
     info.insert("scorch.data_sha256".into(), json!(manifest.data_sha256));
+    info.insert(
+        crate::run::incremental::INPUTS_KEY.into(),
+        json!(manifest.inputs_key),
+    );
     info.insert("scorch.rows".into(), json!(manifest.rows));
     if !manifest.drift.is_empty() {
         info.insert("scorch.drift".into(), json!(manifest.drift));

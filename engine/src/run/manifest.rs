@@ -26,6 +26,9 @@ pub enum RunStatus {
     /// An append of this job and these parameters was committed before (a retry): nothing was
     /// written again.
     AlreadyCommitted,
+    /// `--skip-unchanged`: the last committed run of these parameters read the same inputs
+    /// with the same models and query, and its partitions are untouched; nothing was written.
+    SkippedUnchanged,
 }
 
 /// A model a run used.
@@ -139,6 +142,13 @@ pub struct RunManifest {
     pub models: Vec<ModelUse>,
     /// Fingerprint of the input files.
     pub data_sha256: String,
+    /// What an incremental run compares: the input files, the models, the query and the
+    /// parameters, hashed together (see [`crate::run::incremental`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub inputs_key: String,
+    /// For a run skipped as unchanged: the committed run it would have repeated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unchanged_since: Option<String>,
     /// The version each Delta source was read at, by source name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub source_versions: BTreeMap<String, u64>,

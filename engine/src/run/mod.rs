@@ -13,9 +13,11 @@
 //! - [`manifest`]: the run's audit record;
 //! - [`progress`]: row counting and the progress bar.
 
+pub mod backfill;
 pub mod checks;
 pub mod commit;
 pub mod drift;
+pub mod incremental;
 pub mod manifest;
 pub mod progress;
 pub mod stamps;
@@ -186,6 +188,27 @@ pub async fn run(job: &JobSpec, options: &RunOptions) -> Result<RunReport> {
         }
     }
 
+    if options.skip_unchanged {
+        let manifest = base_manifest(&prepared, &stamps, started_at);
+        if let Some(found) =
+            incremental::last_unchanged(&target, &job.name, &manifest.params, &manifest.inputs_key)
+                .await?
+        {
+            tracing::info!(job = %job.name, version = found.version, run_id = %found.run_id, "unchanged since that run: same input files, models, query and parameters; nothing to do");
+            let mut manifest = manifest;
+            manifest.status = RunStatus::SkippedUnchanged;
+            manifest.output.version = Some(found.version);
+            manifest.unchanged_since = Some(found.run_id);
+            manifest.timings.total_ms = millis(started.elapsed());
+            return Ok(RunReport {
+                manifest,
+                recovered,
+                rows_per_second: 0.0,
+                schemas,
+            });
+        }
+    }
+
     if let Target::Delta(table) = &mut target {
         table
             .create_if_missing(
@@ -308,6 +331,8 @@ fn base_manifest(prepared: &Prepared, stamps: &Stamps, started_at: DateTime<Utc>
             })
             .collect(),
         data_sha256: prepared.data_sha256.clone(),
+        inputs_key: incremental::inputs_key(prepared),
+        unchanged_since: None,
         source_versions: crate::plan::delta_versions(&prepared.listings)
             .into_iter()
             .map(|(name, version)| (name.to_string(), version))

@@ -12,8 +12,9 @@
 //! run of the job (or any job writing these rejects) finds the output's commit naming the run and
 //! commits the rejects it lists, once — the transaction makes the second attempt a no-op.
 
+use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use arrow::datatypes::Fields;
 use chrono::Utc;
@@ -57,6 +58,26 @@ pub struct RejectsSummary {
     pub version: Option<u64>,
     /// The files, for the commit (and for completing it after a crash).
     pub files: Vec<RejectsFile>,
+}
+
+/// Runs of this process between their in-flight record and their rejects commit: another run
+/// here (a backfill's interval) must not complete their commit for them.
+static ACTIVE: LazyLock<Mutex<BTreeSet<String>>> = LazyLock::new(Default::default);
+
+fn set_active(run_id: &str, active: bool) {
+    let mut runs = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
+    if active {
+        runs.insert(run_id.to_string());
+    } else {
+        runs.remove(run_id);
+    }
+}
+
+fn is_active(run_id: &str) -> bool {
+    ACTIVE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(run_id)
 }
 
 /// The application transaction of run `run_id`'s rejects commit.
@@ -135,6 +156,7 @@ impl RejectsTable {
     /// Records that run `run_id`, writing `output` from version `base`, is about to write here.
     pub async fn mark_inflight(&self, run_id: &str, output: &Target) -> Result<()> {
         let base = output.version().await?;
+        set_active(run_id, true);
         self.table
             .mark_inflight(
                 run_id,
@@ -152,6 +174,17 @@ impl RejectsTable {
     /// Commits run `run_id`'s rejects, which the output's version `output_version` lists.
     /// Idempotent: a second call for the same run commits nothing.
     pub async fn commit(
+        &mut self,
+        run_id: &str,
+        output_version: u64,
+        summary: &RejectsSummary,
+    ) -> Result<u64> {
+        let committed = self.commit_once(run_id, output_version, summary).await;
+        set_active(run_id, false);
+        committed
+    }
+
+    async fn commit_once(
         &mut self,
         run_id: &str,
         output_version: u64,
@@ -224,6 +257,7 @@ impl RejectsTable {
 
     /// Removes what run `run_id` wrote here when it did not commit.
     pub async fn clean_up(&self, run_id: &str) {
+        set_active(run_id, false);
         match self.table.remove_run_files(run_id).await {
             Ok(_) => self.table.clear_inflight(run_id).await,
             Err(e) => {
@@ -237,7 +271,9 @@ impl RejectsTable {
     pub async fn complete_pending(&mut self, output: &Target) -> Result<Vec<String>> {
         let mut completed = Vec::new();
         for (run_id, record) in self.inflight_records().await? {
-            if record["output"].as_str() != Some(output.location().to_string().as_str()) {
+            if record["output"].as_str() != Some(output.location().to_string().as_str())
+                || is_active(&run_id)
+            {
                 continue;
             }
             let base = record["output_base"].as_u64();
@@ -250,7 +286,7 @@ impl RejectsTable {
                 output_version = version,
                 rejects_version = version_here,
                 rows = summary.rows,
-                "completed the rejects commit of an earlier run that committed its output and stopped before its rejects"
+                "committed the rejected rows of an earlier run whose output commit lists them (it stopped before committing them, or another process is finishing it now)"
             );
             completed.push(run_id);
         }

@@ -98,6 +98,21 @@ pub struct DeltaCommit {
     pub transaction: Option<(String, i64)>,
 }
 
+/// What one version changed, by partition folder (see [`DeltaTable::version_touch`]).
+#[derive(Debug, Clone, Default)]
+pub struct VersionTouch {
+    /// The version.
+    pub version: u64,
+    /// The operation (`WRITE`, `OPTIMIZE`, …).
+    pub operation: Option<String>,
+    /// `commitInfo` entries.
+    pub info: serde_json::Map<String, serde_json::Value>,
+    /// Partition folders (encoded, `""` for none) that files were added to.
+    pub added: BTreeSet<String>,
+    /// Partition folders that files were removed from.
+    pub removed: BTreeSet<String>,
+}
+
 /// One entry of a Delta table's history, as `scorch log` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct HistoryEntry {
@@ -291,6 +306,39 @@ impl DeltaTable {
         deltalake_core::logstore::get_actions(version, &bytes)
             .map(Some)
             .map_err(delta_error(&self.location, "read the log"))
+    }
+
+    /// What version `version` did: its `commitInfo` entries, its operation, and the partition
+    /// folders its files were added to and removed from; `None` when the entry is gone (behind
+    /// a checkpoint).
+    pub async fn version_touch(&self, version: u64) -> Result<Option<VersionTouch>> {
+        let Some(actions) = self.log_entry(version).await? else {
+            return Ok(None);
+        };
+        let folder = |path: &str| {
+            path.rsplit_once('/')
+                .map_or(String::new(), |(d, _)| d.to_string())
+        };
+        let mut touch = VersionTouch {
+            version,
+            ..Default::default()
+        };
+        for action in actions {
+            match action {
+                Action::Add(add) => {
+                    touch.added.insert(folder(&add.path));
+                }
+                Action::Remove(remove) => {
+                    touch.removed.insert(folder(&remove.path));
+                }
+                Action::CommitInfo(info) => {
+                    touch.operation = info.operation.clone();
+                    touch.info = info.info.into_iter().collect();
+                }
+                _ => {}
+            }
+        }
+        Ok(Some(touch))
     }
 
     /// The version that run `run_id` committed, looking at the log after version `after` up to
