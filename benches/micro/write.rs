@@ -115,6 +115,7 @@ fn stamp_and_write(c: &mut Criterion) {
                     max_open_files: 64,
                     rejects: None,
                     rejected_at: 0,
+                    shadow: None,
                 };
                 let exec = Arc::new(StagingWriteExec::new(Arc::clone(&input), spec));
                 runtime

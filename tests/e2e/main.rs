@@ -21,5 +21,6 @@ mod report;
 mod safety;
 mod scoring;
 mod servers;
+mod shadow;
 mod stores;
 mod wire;

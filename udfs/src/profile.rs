@@ -212,17 +212,10 @@ impl Distribution {
         if total == 0 || counts.len() != expected.len() {
             return None;
         }
-        Some(
-            expected
-                .iter()
-                .zip(counts)
-                .map(|(e, c)| {
-                    let e = e.max(PSI_FLOOR);
-                    let a = (*c as f64 / total as f64).max(PSI_FLOOR);
-                    (a - e) * (a / e).ln()
-                })
-                .sum(),
-        )
+        Some(psi_of_shares(
+            expected.iter().copied(),
+            counts.iter().map(|c| *c as f64 / total as f64),
+        ))
     }
 
     /// The KS quantiles, when kept.
@@ -391,6 +384,21 @@ pub fn read(files: &BTreeMap<String, bytes::Bytes>, package: &str) -> Result<Opt
 
 /// The most edges a numeric distribution may have.
 const MAX_EDGES: usize = 4096;
+
+/// PSI = Σ (a − e) ln(a / e) over bins, each share floored at 1e-4 (an empty bin would make it
+/// infinite).
+pub fn psi_of_shares(
+    expected: impl Iterator<Item = f64>,
+    actual: impl Iterator<Item = f64>,
+) -> f64 {
+    expected
+        .zip(actual)
+        .map(|(e, a)| {
+            let (e, a) = (e.max(PSI_FLOOR), a.max(PSI_FLOOR));
+            (a - e) * (a / e).ln()
+        })
+        .sum()
+}
 
 #[cfg(test)]
 mod tests {

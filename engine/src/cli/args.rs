@@ -88,6 +88,24 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Compare two prediction tables of the same rows (a job's output and its shadow table):
+    /// agreement, mean and largest absolute difference, rank correlation, PSI, label flips.
+    Compare {
+        /// The first table (the champion's predictions).
+        table: String,
+        /// The second (the challenger's).
+        other: String,
+        /// Columns that match a row of one table to a row of the other (default: every column
+        /// both have, stamps and compared columns aside).
+        #[arg(long, value_delimiter = ',')]
+        on: Vec<String>,
+        /// Columns to compare (default: the prediction columns).
+        #[arg(long = "column", value_delimiter = ',')]
+        columns: Vec<String>,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the plan and what a run would read (files, row groups, bytes) against what it prunes.
     Explain {
         #[command(flatten)]
@@ -360,6 +378,14 @@ pub struct JobArgs {
     /// `[execution] cluster`).
     #[arg(long, value_name = "URL")]
     cluster: Option<String>,
+    /// Score every row with this declared model too, beside the one it shadows, in the same
+    /// scan, into the shadow table (default: the job's `[shadow]`).
+    #[arg(long, value_name = "MODEL")]
+    shadow: Option<String>,
+    /// Where `--shadow` writes (default: the job's `[shadow] url`, else the output's URL with
+    /// `_shadow` appended).
+    #[arg(long, value_name = "URL", requires = "shadow")]
+    shadow_table: Option<String>,
 }
 
 /// Where a run's Prometheus metrics go when it ends, success or failure.
@@ -443,7 +469,28 @@ impl JobArgs {
 
     /// Reads the job file and the run options the flags give.
     pub fn load(&self, quiet: bool) -> Result<(JobSpec, RunOptions), Error> {
-        let job = JobSpec::try_from_file(&self.job)?;
+        let mut job = JobSpec::try_from_file(&self.job)?;
+        if let Some(model) = &self.shadow {
+            let location = match (&self.shadow_table, &job.shadow) {
+                (Some(url), _) => scorch_engine::package::location_arg(url)?,
+                (None, Some(shadow)) => shadow.location.clone(),
+                (None, None) => {
+                    let output = job.output.location.url().as_str().trim_end_matches('/');
+                    scorch_engine::package::location_arg(&format!("{output}_shadow"))?
+                }
+            };
+            job.shadow = Some(scorch_engine::job::Shadow {
+                model: model.clone(),
+                replaces: job.shadow.as_ref().and_then(|s| s.replaces.clone()),
+                location,
+            });
+            let invalid = |message: String| Error::JobFile {
+                path: self.job.clone(),
+                message: format!("--shadow: {message}"),
+            };
+            job.check_shadow().map_err(invalid)?;
+            job.check_locations().map_err(invalid)?;
+        }
         let options = RunOptions {
             params: self.params.clone(),
             target_partitions: self.target_partitions,

@@ -193,6 +193,7 @@ impl Command {
         match self {
             Command::Run { json, .. }
             | Command::Backfill { json, .. }
+            | Command::Compare { json, .. }
             | Command::Explain { json, .. }
             | Command::Validate { json, .. }
             | Command::Log { json, .. }
@@ -341,6 +342,22 @@ async fn dispatch(command: Command, quiet: bool) -> Result<(), Error> {
             }
             if let Some(e) = scorch_engine::run::backfill::failure(&outcomes) {
                 return Err(e);
+            }
+        }
+        Command::Compare {
+            table,
+            other,
+            on,
+            columns,
+            json,
+        } => {
+            let a = scorch_engine::package::location_arg(&table)?;
+            let b = scorch_engine::package::location_arg(&other)?;
+            let comparison = scorch_engine::run::compare::compare(&a, &b, &on, &columns).await?;
+            if json {
+                print::json(&comparison);
+            } else {
+                print::comparison(&comparison);
             }
         }
         Command::Explain { job, json } => {

@@ -134,6 +134,24 @@ pub fn run(report: &RunReport) {
         human_bytes(m.output.bytes),
         m.output.partitions.join(", ")
     );
+    if let Some(shadow) = &m.shadow {
+        outln!(
+            "  shadow: {} (sha256 {}) beside {}: {} rows in {}{}",
+            shadow.model,
+            &shadow.sha256[..12.min(shadow.sha256.len())],
+            shadow.replaces,
+            shadow.rows,
+            shadow.url,
+            shadow
+                .version
+                .map_or(" (not committed)".to_string(), |v| format!(
+                    " (version {v})"
+                ))
+        );
+        for (column, g) in &shadow.agreement {
+            outln!("    {column}: {}", agreement_line(g));
+        }
+    }
     if let Some(rejects) = &m.rejects {
         match rejects.version {
             Some(version) => outln!(
@@ -557,4 +575,43 @@ pub fn backfill(
         count("rejected"),
         count("failed")
     );
+}
+
+/// One line of agreement figures.
+fn agreement_line(g: &scorch_engine::run::agreement::Agreement) -> String {
+    let opt =
+        |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
+    format!(
+        "agreement {:.4}, mean |diff| {}, max |diff| {}, rank correlation {}, PSI {}, label flips {:.2}%{}",
+        g.agreement,
+        opt(g.mean_abs_diff, 6),
+        opt(g.max_abs_diff, 6),
+        opt(g.rank_correlation, 4),
+        opt(g.psi, 4),
+        g.label_flip_share * 100.0,
+        if g.one_null > 0 {
+            format!(", {} rows scored by one model only", g.one_null)
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// `scorch compare`.
+pub fn comparison(c: &scorch_engine::run::compare::Comparison) {
+    outln!(
+        "{} vs {} (rows matched on {})",
+        c.table,
+        c.other,
+        c.on.join(", ")
+    );
+    for (column, g) in &c.columns {
+        outln!("  {column}: {} rows; {}", g.rows, agreement_line(g));
+    }
+    if c.unmatched > 0 {
+        outln!(
+            "  {} rows of the first table have no match in the second",
+            c.unmatched
+        );
+    }
 }

@@ -228,6 +228,11 @@ mod tests {
             max_open_files: 64,
             rejects: Some("s3://b/rejects/".into()),
             rejected_at: 1_796_185_881_000_000,
+            shadow: Some(crate::table::writer::ShadowWrite {
+                url: "s3://b/shadow/".into(),
+                columns: vec!["p".into()],
+                stamps: vec![("_model".into(), "challenger".into())],
+            }),
         };
         let mut buf = Vec::new();
         encode_spec(&spec, &mut buf).expect("encodes");

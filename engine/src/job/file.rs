@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::job::params::{Param, ParamType};
 use crate::job::{
     Checks, DEFAULT_TARGET_FILE_SIZE, Execution, JobSpec, ModelDecl, Output, OutputFormat,
-    PartitionColumn, RegistryRef, Rejects, SchemaMode, Source, SourceFormat, WriteMode,
+    PartitionColumn, RegistryRef, Rejects, SchemaMode, Shadow, Source, SourceFormat, WriteMode,
     check_at_least_one,
 };
 use crate::registry::Selector;
@@ -35,6 +35,17 @@ pub(super) struct JobFile {
     execution: Execution,
     #[serde(default)]
     stores: BTreeMap<String, BTreeMap<String, toml::Value>>,
+    #[serde(default)]
+    shadow: Option<ShadowSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShadowSection {
+    model: String,
+    url: String,
+    #[serde(default)]
+    replaces: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -552,7 +563,17 @@ pub(super) fn convert(text: &str, path: &Path) -> Result<JobSpec> {
         checks: file.checks,
         execution: file.execution,
         stores: c.stores(file.stores)?,
+        shadow: None,
     };
+    let mut job = job;
+    if let Some(shadow) = file.shadow {
+        job.shadow = Some(Shadow {
+            location: c.location("shadow.url", &shadow.url)?,
+            model: shadow.model,
+            replaces: shadow.replaces,
+        });
+    }
+    job.check_shadow().map_err(|m| c.error(m))?;
     job.check_locations().map_err(|m| c.error(m))?;
     Ok(job)
 }

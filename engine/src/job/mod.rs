@@ -306,6 +306,20 @@ pub struct JobSpec {
     pub execution: Execution,
     /// Options of the object stores the job touches (`[stores]`).
     pub stores: StoreOptions,
+    /// `[shadow]` (or `run --shadow`): a second model scored beside the primary one, in the same
+    /// scan, into a table of its own.
+    pub shadow: Option<Shadow>,
+}
+
+/// A champion/challenger run: `model` scores every row `replaces` scores, into `location`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shadow {
+    /// The shadow model (declared under `[models]`; the query need not call it).
+    pub model: String,
+    /// The model it shadows (default: the one other model the job declares).
+    pub replaces: Option<String>,
+    /// The shadow table: the output's columns, with the shadow model's predictions and stamps.
+    pub location: Location,
 }
 
 impl JobSpec {
@@ -323,11 +337,64 @@ impl JobSpec {
         file::convert(text, path)
     }
 
+    /// The model a shadow run shadows: `[shadow] replaces`, or the one declared model other
+    /// than the shadow.
+    pub fn shadowed_model(&self) -> Option<String> {
+        let shadow = self.shadow.as_ref()?;
+        if let Some(r) = &shadow.replaces {
+            return Some(r.clone());
+        }
+        let others: Vec<&ModelDecl> = self
+            .models
+            .iter()
+            .filter(|m| m.name != shadow.model)
+            .collect();
+        match others.as_slice() {
+            [one] => Some(one.name.clone()),
+            _ => None,
+        }
+    }
+
+    /// Checks `[shadow]`: both models declared, distinct, the shadowed one known.
+    pub fn check_shadow(&self) -> std::result::Result<(), String> {
+        let Some(shadow) = &self.shadow else {
+            return Ok(());
+        };
+        let declared = |name: &str| self.models.iter().any(|m| m.name == name);
+        if !declared(&shadow.model) {
+            return Err(format!(
+                "shadow.model: `{}` is not declared under [models]; declare it as [models.{}]",
+                shadow.model, shadow.model
+            ));
+        }
+        let Some(primary) = self.shadowed_model() else {
+            return Err(
+                "shadow.replaces: the job declares several models; name the one the shadow \
+                 model stands beside (replaces = \"churn\")"
+                    .into(),
+            );
+        };
+        if !declared(&primary) || primary == shadow.model {
+            return Err(format!(
+                "shadow.replaces: `{primary}` must be another model declared under [models]"
+            ));
+        }
+        if self.output.format != OutputFormat::Delta || self.output.mode == WriteMode::Merge {
+            return Err(
+                "shadow: shadow runs write Delta tables in mode \"overwrite\" or \"append\"".into(),
+            );
+        }
+        Ok(())
+    }
+
     /// Every location the job names, with the key that names it.
     pub fn locations(&self) -> Vec<(String, &Location)> {
         let mut all = vec![("output.url".to_string(), &self.output.location)];
         if let Some(rejects) = &self.output.rejects {
             all.push(("output.rejects.url".to_string(), &rejects.location));
+        }
+        if let Some(shadow) = &self.shadow {
+            all.push(("shadow.url".to_string(), &shadow.location));
         }
         all.extend(
             self.sources
@@ -346,9 +413,10 @@ impl JobSpec {
     /// inside the other): a run would read its own predictions as features, and maintenance of
     /// the table could delete the inputs. Sources may overlap each other, and models may share
     /// a folder's parent; what is written must be apart from everything read.
-    fn check_locations(&self) -> std::result::Result<(), String> {
+    pub fn check_locations(&self) -> std::result::Result<(), String> {
         let locations = self.locations();
-        let written = 1 + usize::from(self.output.rejects.is_some());
+        let written =
+            1 + usize::from(self.output.rejects.is_some()) + usize::from(self.shadow.is_some());
         for (index, (output_key, output)) in locations[..written].iter().enumerate() {
             for (key, other) in &locations[index + 1..] {
                 if output.overlaps(other) {
@@ -359,7 +427,7 @@ impl JobSpec {
                     } else {
                         "is inside"
                     };
-                    let what = if key.starts_with("output.") {
+                    let what = if key.starts_with("output.") || key.starts_with("shadow.") {
                         "the output and its rejects are two tables; give each its own folder"
                     } else {
                         "scorch would write into what the job reads; choose an output folder \

@@ -9,6 +9,7 @@
 //! - [`query`]: SQL checks and parameter binding;
 //! - [`models`]: resolving packages, and what the query does with them;
 //! - [`mod@rejects`]: the key columns scoring calls carry for `[output.rejects]`;
+//! - [`shadow`]: the shadow model's twin columns of a champion/challenger run;
 //! - [`scan`]: input files, the data fingerprint and pruning estimates;
 //! - [`output`]: checks of the output against the query and the committed table.
 //!
@@ -22,6 +23,7 @@ pub mod query;
 pub mod rejects;
 pub mod scan;
 pub mod session;
+pub mod shadow;
 pub mod sources;
 pub mod validate;
 

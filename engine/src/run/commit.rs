@@ -30,18 +30,30 @@ use crate::table::schema::TableSchema;
 use crate::table::target::Target;
 use crate::table::{CommitRequest, DataFile, StagedFile, Table, data_file_path, partition};
 
+/// The tables committed after the output, when the job has them.
+#[derive(Default)]
+pub struct SideCommits<'a> {
+    /// The rejects table.
+    pub rejects: Option<&'a mut RejectsTable>,
+    /// The shadow table.
+    pub shadow: Option<&'a mut DeltaTable>,
+}
+
 /// Commits and finishes a staged run; the error says whether the commit point was passed.
 pub async fn commit(
     prepared: &Prepared,
     target: &mut Target,
     stamps: &Stamps,
     schema_changes: bool,
-    staged: Staged,
+    mut staged: Staged,
     started: Instant,
-    rejects: Option<&mut RejectsTable>,
+    side: SideCommits<'_>,
 ) -> Result<(RunManifest, f64), (Error, bool)> {
+    let SideCommits { rejects, shadow } = side;
     failpoint::hit("before-commit");
     let execute_time = staged.execute_time;
+    let shadow_files = std::mem::take(&mut staged.shadow_files);
+    let schema = Arc::clone(&staged.schema);
     let (mut manifest, version) = match target {
         Target::Parquet(table) => commit_parquet(prepared, table, stamps, staged).await?,
         Target::Delta(table) => {
@@ -61,6 +73,29 @@ pub async fn commit(
             ),
         }
     }
+    if let Some(table) = shadow
+        && manifest.shadow.is_some()
+    {
+        let staged = Staged {
+            manifest: shadow_manifest(prepared, &manifest),
+            files: shadow_files,
+            written_to: table.location().clone(),
+            schema,
+            execute_time,
+            shadow_files: Vec::new(),
+            commit_started: Instant::now(),
+        };
+        let committed = commit_delta(prepared, table, stamps, schema_changes, staged).await;
+        let summary = manifest.shadow.as_mut().expect("checked above");
+        match committed {
+            Ok((_, version)) => summary.version = Some(version),
+            Err((e, _)) => tracing::warn!(
+                error = %e,
+                shadow = %summary.url,
+                "the output is committed, the shadow table's commit failed: its files stay for `scorch gc`"
+            ),
+        }
+    }
     manifest.timings.total_ms = millis(started.elapsed());
     manifest.finished_at = Utc::now();
     manifest.io = prepared.stores.io_stats();
@@ -75,6 +110,33 @@ pub async fn commit(
         "run committed"
     );
     Ok((manifest, rows_per_second))
+}
+
+/// The manifest the shadow table's commit records: the run's, with the shadow model in place of
+/// the one it shadows, and nothing of the output's own rejects or shadow.
+fn shadow_manifest(prepared: &Prepared, manifest: &RunManifest) -> RunManifest {
+    let mut shadowed = manifest.clone();
+    let (Some(config), Some(primary)) = (&prepared.job.shadow, prepared.job.shadowed_model())
+    else {
+        return shadowed;
+    };
+    if let (Some(slot), Ok(model)) = (
+        shadowed.models.iter_mut().find(|m| m.name == primary),
+        prepared.catalog.get(&config.model),
+    ) {
+        *slot = crate::run::manifest::ModelUse {
+            name: model.name.clone(),
+            uri: model.uri.clone(),
+            version: model.version.clone(),
+            sha256: model.sha256.clone(),
+            format: model.format.to_string(),
+            source: prepared.package_sources.get(&model.name).copied(),
+            registry: prepared.registered.get(&model.name).cloned(),
+        };
+    }
+    shadowed.rejects = None;
+    shadowed.shadow = None;
+    shadowed
 }
 
 /// Writes the run's manifest under the table's `_scorch/runs/`; a failure is logged, not fatal

@@ -167,6 +167,9 @@ pub struct RunManifest {
     /// Drift against each profiled model's reference profile.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub drift: BTreeMap<String, crate::run::drift::ModelDrift>,
+    /// A champion/challenger run: the shadow model, its table and how it agreed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowSummary>,
     /// The rejected rows kept in `[output.rejects]`: where, how many, and the version that
     /// committed them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -182,4 +185,24 @@ pub struct RunManifest {
     pub target_partitions: usize,
     /// Requests and bytes per object store (`scheme://bucket`), for the whole run.
     pub io: BTreeMap<String, IoStats>,
+}
+
+/// What the shadow model of a champion/challenger run did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShadowSummary {
+    /// The shadow (challenger) model.
+    pub model: String,
+    /// Its SHA-256.
+    pub sha256: String,
+    /// The model it stood beside (the champion).
+    pub replaces: String,
+    /// The shadow table.
+    pub url: String,
+    /// Rows written there.
+    pub rows: u64,
+    /// The shadow table's version that committed them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// Agreement per compared output column.
+    pub agreement: BTreeMap<String, crate::run::agreement::Agreement>,
 }

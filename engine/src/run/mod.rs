@@ -13,9 +13,11 @@
 //! - [`manifest`]: the run's audit record;
 //! - [`progress`]: row counting and the progress bar.
 
+pub mod agreement;
 pub mod backfill;
 pub mod checks;
 pub mod commit;
+pub mod compare;
 pub mod drift;
 pub mod incremental;
 pub mod manifest;
@@ -43,9 +45,12 @@ use crate::process::{failpoint, shutdown};
 use crate::store::location::Location;
 use crate::table::rejects::{RejectsFile, RejectsSummary, RejectsTable};
 use crate::table::target::Target;
-use crate::table::writer::{REJECTS_TABLE, RejectsWriter, StagingWrite, WriteSpec};
+use crate::table::writer::{
+    REJECTS_TABLE, RejectsWriter, SHADOW_TABLE, ShadowWrite, StagingWrite, WriteSpec,
+};
 use manifest::{
-    ModelUse, OutputSummary, RowCounts, RunManifest, RunStatus, SCORCH_VERSION, Timings,
+    ModelUse, OutputSummary, RowCounts, RunManifest, RunStatus, SCORCH_VERSION, ShadowSummary,
+    Timings,
 };
 use progress::{Progress, count_scan_rows};
 use stamps::Stamps;
@@ -114,8 +119,30 @@ pub struct Staged {
     pub schema: arrow::datatypes::SchemaRef,
     /// Time spent executing.
     pub execute_time: Duration,
+    /// A shadow run: the shadow table's files (paths relative to its root).
+    pub shadow_files: Vec<Reported>,
     /// When committing started.
     pub commit_started: Instant,
+}
+
+/// The tables a run writes beside its output: where its rejected rows and its shadow model's
+/// predictions go.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SideTables<'a> {
+    /// `[output.rejects]`.
+    pub rejects: Option<&'a Location>,
+    /// `[shadow]`.
+    pub shadow: Option<&'a Location>,
+}
+
+/// What the writer tasks reported: the output's files, the unscored counts, the rejects' files,
+/// the shadow table's files and the agreement tallies.
+struct WritersReport {
+    files: Vec<Reported>,
+    counts: scorch_udfs::unscored::Counts,
+    rejected: Vec<RejectsFile>,
+    shadow: Vec<Reported>,
+    tallies: agreement::Tallies,
 }
 
 /// The application transaction of an append: one id per job and parameter values, so that a
@@ -167,6 +194,7 @@ pub async fn run(job: &JobSpec, options: &RunOptions) -> Result<RunReport> {
         .to_string();
     let stamps = Stamps::new(&prepared, &run_id, started_at);
     let mut rejects = open_rejects(&prepared, &target).await?;
+    let mut shadow = open_shadow(&prepared, &stamped_schema).await?;
 
     if let Target::Delta(table) = &target
         && job.output.mode == WriteMode::Append
@@ -219,27 +247,29 @@ pub async fn run(job: &JobSpec, options: &RunOptions) -> Result<RunReport> {
     }
     tracing::info!(job = %job.name, run_id = %run_id, output = %job.output.location, format = %job.output.format, "run started");
     let (write_location, extension) = target.write_location(&run_id, job.output.mode);
+    let inflight = serde_json::json!({
+        "run_id": run_id,
+        "job": job.name,
+        "started_at": started_at,
+        "files": format!("data files named part-*-{run_id}-*"),
+    });
     if let Target::Delta(table) = &target {
-        table
-            .mark_inflight(
-                &run_id,
-                &serde_json::json!({
-                    "run_id": run_id,
-                    "job": job.name,
-                    "started_at": started_at,
-                    "files": format!("data files named part-*-{run_id}-*"),
-                }),
-            )
-            .await?;
+        table.mark_inflight(&run_id, &inflight).await?;
     }
     if let Some(rejects) = &rejects {
         rejects.mark_inflight(&run_id, &target).await?;
     }
+    if let Some(table) = &shadow {
+        let mut record = inflight.clone();
+        record["shadow_of"] = serde_json::json!(job.output.location.to_string());
+        table.mark_inflight(&run_id, &record).await?;
+    }
+    let shadow_location = shadow.as_ref().map(|t| t.location().clone());
     let rejects_location = rejects.as_ref().map(|r| r.location().clone());
     // Until the commit point a stop request cancels the run: dropping the staging future
     // cancels the writers, whose abandoned multipart uploads are then aborted.
     let staged = tokio::select! {
-        staged = stage(&prepared, &target, &stamps, started_at, &write_location, extension, rejects_location.as_ref()) => staged,
+        staged = stage(&prepared, &target, &stamps, started_at, &write_location, extension, SideTables { rejects: rejects_location.as_ref(), shadow: shadow_location.as_ref() }) => staged,
         signal = shutdown::stop_requested() => Err(Error::Interrupted { signal }),
     };
     let outcome = match staged {
@@ -251,7 +281,10 @@ pub async fn run(job: &JobSpec, options: &RunOptions) -> Result<RunReport> {
                 schema_changes,
                 staged,
                 started,
-                rejects.as_mut(),
+                commit::SideCommits {
+                    rejects: rejects.as_mut(),
+                    shadow: shadow.as_mut(),
+                },
             )
             .await
         }
@@ -273,6 +306,14 @@ pub async fn run(job: &JobSpec, options: &RunOptions) -> Result<RunReport> {
                 commit::clean_up(&target, &run_id, &write_location).await;
                 if let Some(rejects) = &rejects {
                     rejects.clean_up(&run_id).await;
+                }
+                if let Some(table) = &shadow {
+                    match table.remove_run_files(&run_id).await {
+                        Ok(_) => table.clear_inflight(&run_id).await,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not remove the run's shadow files; `scorch gc --apply` will")
+                        }
+                    }
                 }
             }
             Err(e)
@@ -297,6 +338,34 @@ async fn open_rejects(prepared: &Prepared, target: &Target) -> Result<Option<Rej
     let mut table = RejectsTable::open(&prepared.job.path, &config.location, store, keys).await?;
     table.complete_pending(target).await?;
     Ok(Some(table))
+}
+
+/// The shadow table of a champion/challenger run, open (created where missing) with the
+/// output's columns and checked like an output.
+async fn open_shadow(
+    prepared: &Prepared,
+    schema: &arrow::datatypes::Schema,
+) -> Result<Option<crate::table::delta::DeltaTable>> {
+    let job = &prepared.job;
+    let Some(config) = &job.shadow else {
+        return Ok(None);
+    };
+    let store = prepared.stores.store(&config.location)?;
+    let target = Target::open(&config.location, OutputFormat::Delta, store).await?;
+    output::check_table(job, &target, schema).await?;
+    let Target::Delta(mut table) = target else {
+        return Err(Error::Table {
+            output: config.location.to_string(),
+            message: "the shadow table must be a Delta table".into(),
+        });
+    };
+    table
+        .create_if_missing(
+            &crate::table::delta::nullable(schema),
+            &job.output.partition_by,
+        )
+        .await?;
+    Ok(Some(*table))
 }
 
 /// The manifest of a run before it executes: job, parameters, models, inputs.
@@ -350,6 +419,7 @@ fn base_manifest(prepared: &Prepared, stamps: &Stamps, started_at: DateTime<Utc>
         checks: Vec::new(),
         drift: Default::default(),
         rejects: None,
+        shadow: None,
         timings: Timings {
             plan_ms: millis(prepared.plan_time),
             ..Default::default()
@@ -369,16 +439,39 @@ async fn stage(
     started_at: DateTime<Utc>,
     write_location: &Location,
     extension: &str,
-    rejects: Option<&Location>,
+    side: SideTables<'_>,
 ) -> Result<Staged> {
+    let SideTables { rejects, shadow } = side;
     let job = &prepared.job;
     let mut stamped = prepared.query.clone();
+    let mut shadow_write = None;
+    if let (Some(location), Some(config), Some(primary)) =
+        (shadow, &job.shadow, job.shadowed_model())
+    {
+        let (twinned, columns) =
+            crate::plan::shadow::add_twins(stamped, job, &primary, &config.model)?;
+        stamped = twinned;
+        shadow_write = Some(ShadowWrite {
+            url: location.url().to_string(),
+            columns,
+            stamps: Stamps::of_shadow(prepared, &primary, &config.model),
+        });
+    }
     for (name, value) in stamps.columns() {
         stamped = stamped
             .with_column(name, lit(value))
             .map_err(|e| Error::from_query(job, e))?;
     }
-    let output_schema: arrow::datatypes::SchemaRef = Arc::new(stamped.schema().as_arrow().clone());
+    // The output's columns: the shadow's twins go to the shadow table only.
+    let stamped_arrow = stamped.schema().as_arrow().clone();
+    let output_schema: arrow::datatypes::SchemaRef = Arc::new(arrow::datatypes::Schema::new(
+        stamped_arrow
+            .fields()
+            .iter()
+            .filter(|f| !f.name().ends_with(crate::plan::shadow::TWIN_SUFFIX))
+            .cloned()
+            .collect::<Vec<_>>(),
+    ));
     // A merge stages whole rows (partition columns included): the merge rewrites files itself.
     let partition_by = if job.output.mode == WriteMode::Merge {
         Vec::new()
@@ -404,6 +497,7 @@ async fn stage(
         max_open_files: MAX_OPEN_FILES,
         rejects: rejects.map(|r| r.url().to_string()),
         rejected_at: started_at.timestamp_micros(),
+        shadow: shadow_write,
     };
     let write = StagingWrite::try_new(stamped.logical_plan().clone(), spec.clone())
         .map_err(|e| Error::from_query(job, e))?
@@ -466,7 +560,13 @@ async fn stage(
     let execute_time = execute_started.elapsed();
     let scan_metrics = scan::scan_metrics(&physical);
 
-    let (files, mut models, mut rejected) = reported_files(target.location(), &written)?;
+    let WritersReport {
+        files,
+        counts: mut models,
+        mut rejected,
+        shadow: shadow_files,
+        tallies,
+    } = reported_files(target.location(), &written)?;
     // What this process tallied and no writer took (scoring above a stage boundary).
     scorch_udfs::unscored::merge(&mut models, &scorch_udfs::unscored::take(&stamps.run_id));
     let rejects = match rejects {
@@ -517,6 +617,24 @@ async fn stage(
     manifest.checks = check_results.clone();
     manifest.drift = drift;
     manifest.rejects = rejects;
+    if let (Some(location), Some(config)) = (shadow, &job.shadow) {
+        manifest.shadow = Some(ShadowSummary {
+            model: config.model.clone(),
+            sha256: prepared
+                .catalog
+                .get(&config.model)
+                .map(|m| m.sha256.clone())
+                .unwrap_or_default(),
+            replaces: job.shadowed_model().unwrap_or_default(),
+            url: location.to_string(),
+            rows: shadow_files.iter().map(|f| f.rows).sum(),
+            version: None,
+            agreement: tallies
+                .iter()
+                .map(|(column, tally)| (column.clone(), tally.agreement()))
+                .collect(),
+        });
+    }
     manifest.timings.execute_ms = millis(execute_time);
     manifest.io = prepared.stores.io_stats();
     let failures = checks::failures(&check_results);
@@ -539,6 +657,7 @@ async fn stage(
         written_to: write_location.clone(),
         schema: output_schema,
         execute_time,
+        shadow_files,
         commit_started,
     })
 }
@@ -550,15 +669,10 @@ fn millis(d: Duration) -> u64 {
 /// The files the writers reported, sorted, without empty ones, the unscored rows they tallied,
 /// and the files of rejected rows they wrote; a path reported twice is an error (two tasks must
 /// never share a file).
-fn reported_files(
-    table: &Location,
-    written: &[RecordBatch],
-) -> Result<(
-    Vec<Reported>,
-    scorch_udfs::unscored::Counts,
-    Vec<RejectsFile>,
-)> {
+fn reported_files(table: &Location, written: &[RecordBatch]) -> Result<WritersReport> {
     let mut reported = Vec::new();
+    let mut shadow = Vec::new();
+    let mut tallies = agreement::Tallies::new();
     let mut tallied = scorch_udfs::unscored::Counts::new();
     let mut rejected = Vec::new();
     for batch in written {
@@ -575,7 +689,16 @@ fn reported_files(
         let stats = column("stats")?.as_string::<i32>().clone();
         let unscored = column("unscored")?.as_string::<i32>().clone();
         let tables = column("table")?.as_string::<i32>().clone();
+        let agreements = column("agreement")?.as_string::<i32>().clone();
         for i in 0..batch.num_rows() {
+            if !agreements.value(i).is_empty() {
+                let counted: agreement::Tallies = serde_json::from_str(agreements.value(i))
+                    .map_err(|e| Error::Table {
+                        output: table.to_string(),
+                        message: format!("a writer reported an unreadable agreement: {e}"),
+                    })?;
+                agreement::merge(&mut tallies, &counted);
+            }
             if !unscored.value(i).is_empty() {
                 let counts: scorch_udfs::unscored::Counts = serde_json::from_str(unscored.value(i))
                     .map_err(|e| Error::Table {
@@ -596,13 +719,18 @@ fn reported_files(
                 });
                 continue;
             }
-            reported.push(Reported {
+            let file = Reported {
                 path: paths.value(i).to_string(),
                 partition: partitions.value(i).to_string(),
                 rows: rows.value(i),
                 bytes: bytes.value(i),
                 stats: stats.value(i).to_string(),
-            });
+            };
+            if tables.value(i) == SHADOW_TABLE {
+                shadow.push(file);
+            } else {
+                reported.push(file);
+            }
         }
     }
     reported.sort();
@@ -614,7 +742,15 @@ fn reported_files(
     }
     reported.retain(|f| f.rows > 0);
     rejected.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok((reported, tallied, rejected))
+    shadow.sort();
+    shadow.retain(|f| f.rows > 0);
+    Ok(WritersReport {
+        files: reported,
+        counts: tallied,
+        rejected,
+        shadow,
+        tallies,
+    })
 }
 
 /// Whether the run writes a Delta table.

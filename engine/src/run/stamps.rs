@@ -52,6 +52,24 @@ impl Stamps {
         }
     }
 
+    /// The model stamps of the shadow table of a run whose model `primary` is shadowed by
+    /// `shadow`: the same lists with the shadow model in the primary's place.
+    pub fn of_shadow(prepared: &Prepared, primary: &str, shadow: &str) -> Vec<(String, String)> {
+        let used: Vec<&ModelRef> = prepared
+            .models_used
+            .iter()
+            .map(|n| if n == primary { shadow } else { n.as_str() })
+            .filter_map(|n| prepared.catalog.get(n).ok())
+            .collect();
+        let join =
+            |f: fn(&ModelRef) -> &str| used.iter().map(|m| f(m)).collect::<Vec<_>>().join(",");
+        vec![
+            ("_model".to_string(), join(|m| &m.name)),
+            ("_model_version".to_string(), join(|m| &m.version)),
+            ("_model_sha256".to_string(), join(|m| &m.sha256)),
+        ]
+    }
+
     /// The stamp columns and their values.
     pub fn columns(&self) -> Vec<(&'static str, ScalarValue)> {
         vec![

@@ -81,7 +81,23 @@ pub struct WriteSpec {
     pub rejects: Option<String>,
     /// The time stamped on rejected rows, in microseconds since the epoch (the run's start).
     pub rejected_at: i64,
+    /// A champion/challenger run: the shadow table the twin columns go to.
+    pub shadow: Option<ShadowWrite>,
 }
+
+/// Where and how the shadow model's twin columns are written (see [`crate::plan::shadow`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Serialize, Deserialize)]
+pub struct ShadowWrite {
+    /// The shadow table's root URL (ends with `/`).
+    pub url: String,
+    /// The output columns that have twins: in the shadow table they hold the twin's values.
+    pub columns: Vec<String>,
+    /// Stamp columns whose values are the shadow model's (`_model_sha256`, …).
+    pub stamps: Vec<(String, String)>,
+}
+
+/// The `table` of a writer's report row naming a file of the shadow table.
+pub const SHADOW_TABLE: &str = "shadow";
 
 /// The `table` of a writer's report row naming a file of the rejects table.
 pub const REJECTS_TABLE: &str = "rejects";
@@ -97,6 +113,7 @@ pub fn result_schema() -> SchemaRef {
             Field::new("stats", DataType::Utf8, false),
             Field::new("unscored", DataType::Utf8, false),
             Field::new("table", DataType::Utf8, false),
+            Field::new("agreement", DataType::Utf8, false),
         ]))
     });
     Arc::clone(&SCHEMA)
@@ -305,8 +322,13 @@ impl ExecutionPlan for StagingWriteExec {
             }
             None => None,
         };
-        let batch =
-            async move { write_partition(input, spec, store, prefix, partition, rejects).await };
+        let shadow = match &spec.shadow {
+            Some(shadow) => Some(store_and_prefix(&shadow.url, &context)?),
+            None => None,
+        };
+        let batch = async move {
+            write_partition(input, spec, store, prefix, partition, rejects, shadow).await
+        };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             result_schema(),
             futures::stream::once(batch),
@@ -441,6 +463,14 @@ impl RejectsWriter {
     }
 }
 
+/// Where a shadow table's column comes from.
+enum ShadowSource {
+    /// An input column (a twin, or a column both tables share).
+    Column(usize),
+    /// A stamp with the shadow model's value.
+    Stamp(String),
+}
+
 /// One open file.
 struct OpenFile {
     relative: String,
@@ -475,6 +505,26 @@ struct Files {
 }
 
 impl Files {
+    fn try_new(
+        spec: WriteSpec,
+        store: Arc<dyn ObjectStore>,
+        prefix: ObjectPath,
+        task: usize,
+        schema: SchemaRef,
+    ) -> Result<Self> {
+        Ok(Self {
+            props: writer_properties(&spec)?,
+            spec,
+            store,
+            prefix,
+            task,
+            schema,
+            open: BTreeMap::new(),
+            done: Vec::new(),
+            clock: 0,
+        })
+    }
+
     async fn write(&mut self, key: &str, part: &RecordBatch) -> Result<()> {
         self.clock += 1;
         if !self.open.contains_key(key) {
@@ -561,50 +611,132 @@ async fn write_partition(
     prefix: ObjectPath,
     partition: usize,
     mut rejects: Option<RejectsWriter>,
+    shadow_store: Option<(Arc<dyn ObjectStore>, ObjectPath)>,
 ) -> Result<RecordBatch> {
     let schema = input.schema();
+    // A shadow run's twin columns go to the shadow table only.
+    let shadow_columns = spec
+        .shadow
+        .as_ref()
+        .map(|s| s.columns.clone())
+        .unwrap_or_default();
+    let twin_indices: Vec<usize> = shadow_columns
+        .iter()
+        .map(|c| schema.index_of(&crate::plan::shadow::twin(c)))
+        .collect::<std::result::Result<_, _>>()?;
     let partition_indices: Vec<usize> = spec
         .partition_by
         .iter()
         .map(|c| schema.index_of(c))
         .collect::<std::result::Result<_, _>>()?;
     let data_indices: Vec<usize> = (0..schema.fields().len())
-        .filter(|i| !partition_indices.contains(i))
+        .filter(|i| !partition_indices.contains(i) && !twin_indices.contains(i))
         .collect();
     let file_schema = Arc::new(schema.project(&data_indices)?);
-    let mut files = Files {
-        props: writer_properties(&spec)?,
-        spec,
-        store,
-        prefix,
-        task: partition,
-        schema: Arc::clone(&file_schema),
-        open: BTreeMap::new(),
-        done: Vec::new(),
-        clock: 0,
+    // For each data column of the shadow table: the input column it is read from, or a stamp
+    // value.
+    let shadow_sources: Vec<ShadowSource> = match &spec.shadow {
+        None => Vec::new(),
+        Some(shadow) => data_indices
+            .iter()
+            .map(|&i| {
+                let name = schema.field(i).name();
+                if let Some(k) = shadow.columns.iter().position(|c| c == name) {
+                    ShadowSource::Column(twin_indices[k])
+                } else if let Some((_, v)) = shadow.stamps.iter().find(|(c, _)| c == name) {
+                    ShadowSource::Stamp(v.clone())
+                } else {
+                    ShadowSource::Column(i)
+                }
+            })
+            .collect(),
     };
+    // How the twins agree with the columns they shadow, counted as the rows pass.
+    let compared: Vec<(String, usize, usize)> = shadow_columns
+        .iter()
+        .zip(&twin_indices)
+        .map(|(c, t)| Ok((c.clone(), schema.index_of(c)?, *t)))
+        .collect::<Result<_>>()?;
+    let mut tallies = crate::run::agreement::Tallies::new();
+    let mut shadow_files = match (shadow_store, &spec.shadow) {
+        (Some((store, prefix)), Some(shadow)) => {
+            // The shadow files' footers name the shadow model, as their stamp columns do.
+            let mut shadow_spec = spec.clone();
+            for (key, value) in &mut shadow_spec.metadata {
+                let stamp = key.replacen("scorch.", "_", 1);
+                if let Some((_, v)) = shadow.stamps.iter().find(|(c, _)| *c == stamp) {
+                    *value = v.clone();
+                }
+            }
+            Some(Files::try_new(
+                shadow_spec,
+                store,
+                prefix,
+                partition,
+                Arc::clone(&file_schema),
+            )?)
+        }
+        _ => None,
+    };
+    let mut files = Files::try_new(spec, store, prefix, partition, Arc::clone(&file_schema))?;
     while let Some(batch) = input.next().await {
         let batch = batch?;
         if batch.num_rows() == 0 {
             continue;
         }
+        for (name, primary, twin) in &compared {
+            tallies
+                .entry(name.clone())
+                .or_default()
+                .add(batch.column(*primary), batch.column(*twin))?;
+        }
         for (key, rows) in split_by_partition(&batch, &files.spec.partition_by, &partition_indices)?
         {
-            let part = match &rows {
-                None => batch.project(&data_indices)?,
-                Some(rows) => {
-                    let columns: Vec<ArrayRef> = data_indices
-                        .iter()
-                        .map(|i| take(batch.column(*i), rows, None))
-                        .collect::<std::result::Result<_, _>>()?;
-                    RecordBatch::try_new(Arc::clone(&file_schema), columns)?
-                }
+            let pick = |i: usize| -> Result<ArrayRef> {
+                Ok(match &rows {
+                    None => Arc::clone(batch.column(i)),
+                    Some(rows) => take(batch.column(i), rows, None)?,
+                })
             };
+            let columns: Vec<ArrayRef> = data_indices
+                .iter()
+                .map(|i| pick(*i))
+                .collect::<Result<_>>()?;
+            let part = RecordBatch::try_new(Arc::clone(&file_schema), columns)?;
+            if let Some(shadow) = &mut shadow_files {
+                let columns: Vec<ArrayRef> = shadow_sources
+                    .iter()
+                    .zip(file_schema.fields())
+                    .map(|(source, field)| match source {
+                        ShadowSource::Column(i) => pick(*i),
+                        ShadowSource::Stamp(value) => Ok(arrow::compute::cast(
+                            &StringArray::from(vec![value.as_str(); part.num_rows()]),
+                            field.data_type(),
+                        )?),
+                    })
+                    .collect::<Result<_>>()?;
+                shadow
+                    .write(
+                        &key,
+                        &RecordBatch::try_new(Arc::clone(&file_schema), columns)?,
+                    )
+                    .await?;
+            }
             files.write(&key, &part).await?;
             crate::process::failpoint::hit("write-batch");
         }
         if let Some(rejects) = &mut rejects {
             rejects.take().await?;
+        }
+    }
+    if let Some(mut shadow) = shadow_files {
+        let keys: Vec<String> = shadow.open.keys().cloned().collect();
+        for key in keys {
+            shadow.close(&key).await?;
+        }
+        for mut written in shadow.done {
+            written.table = SHADOW_TABLE;
+            files.done.push(written);
         }
     }
     let keys: Vec<String> = files.open.keys().cloned().collect();
@@ -625,7 +757,12 @@ async fn write_partition(
     } else {
         serde_json::to_string(&tallied).map_err(|e| DataFusionError::External(Box::new(e)))?
     };
-    if !unscored.is_empty() {
+    let agreement = if tallies.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string(&tallies).map_err(|e| DataFusionError::External(Box::new(e)))?
+    };
+    if !unscored.is_empty() || !agreement.is_empty() {
         done.push(Written {
             path: String::new(),
             partition: String::new(),
@@ -650,6 +787,9 @@ async fn write_partition(
                 (0..done.len()).map(|i| if i == last { unscored.as_str() } else { "" }),
             )),
             Arc::new(StringArray::from_iter_values(done.iter().map(|w| w.table))),
+            Arc::new(StringArray::from_iter_values(
+                (0..done.len()).map(|i| if i == last { agreement.as_str() } else { "" }),
+            )),
         ],
     )?)
 }
@@ -726,6 +866,7 @@ mod tests {
             max_open_files,
             rejects: None,
             rejected_at: 0,
+            shadow: None,
         }
     }
 
@@ -752,7 +893,7 @@ mod tests {
             futures::stream::iter(data),
         ));
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let report = write_partition(input, spec, store, ObjectPath::from("t"), 0, None)
+        let report = write_partition(input, spec, store, ObjectPath::from("t"), 0, None, None)
             .await
             .expect("written");
         let (partition, rows, bytes) = (
