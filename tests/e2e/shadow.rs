@@ -58,7 +58,20 @@ fn a_shadow_of_the_same_model_agrees_exactly_and_is_read_once() {
     );
     let plain = score(dir.path(), DAYS[2], &[]).assert_ok().json();
     with_shadow(dir.path(), &twin);
-    let m = score(dir.path(), DAYS[2], &[]).assert_ok().json();
+    let metrics = dir.path().join("scorch.prom");
+    let m = score(dir.path(), DAYS[2], &["--metrics-file", p(&metrics)])
+        .assert_ok()
+        .json();
+    // The metrics carry the agreement too.
+    let text = std::fs::read_to_string(&metrics).expect("metrics");
+    let same = text
+        .lines()
+        .find(|l| l.starts_with("scorch_shadow_agreement{") && l.contains("measure=\"same\""))
+        .unwrap_or_else(|| panic!("no agreement in the metrics:\n{text}"));
+    assert!(
+        same.ends_with(" 1") && same.contains("shadow_model=\"challenger\""),
+        "{same}"
+    );
 
     let shadow = &m["shadow"];
     let agreement = &shadow["agreement"]["churn_probability"];

@@ -193,6 +193,35 @@ pub fn render(outcome: &RunOutcome<'_>, last_success: Option<f64>) -> Result<Str
             }
         }
     }
+    if let Some(shadow) = &m.shadow {
+        let agreement = gauge(
+            "scorch_shadow_agreement",
+            "How the shadow (challenger) model agreed with the model it shadows, per prediction column: same (share of rows with the same value), mean_abs_diff, max_abs_diff, rank_correlation, psi, label_flips (share).",
+            &["model", "shadow_model", "column", "measure"],
+        )?;
+        for (column, g) in &shadow.agreement {
+            let labels = |measure: &'static str| {
+                [
+                    shadow.replaces.as_str(),
+                    shadow.model.as_str(),
+                    column.as_str(),
+                    measure,
+                ]
+            };
+            set(&agreement, &labels("same"), g.agreement);
+            set(&agreement, &labels("label_flips"), g.label_flip_share);
+            for (measure, value) in [
+                ("mean_abs_diff", g.mean_abs_diff),
+                ("max_abs_diff", g.max_abs_diff),
+                ("rank_correlation", g.rank_correlation),
+                ("psi", g.psi),
+            ] {
+                if let Some(v) = value {
+                    set(&agreement, &labels(measure), v);
+                }
+            }
+        }
+    }
     if !m.checks.is_empty() {
         let checks = gauge(
             "scorch_check_passed",
