@@ -64,8 +64,15 @@ pub fn init(
     artifact: &Path,
     out: Option<PathBuf>,
     name: Option<String>,
-    version: semver::Version,
+    version: Option<semver::Version>,
 ) -> Result<(PathBuf, ModelPackage)> {
+    // An MLflow folder may say its name and version (`metadata`); the flags win.
+    let (hinted_name, hinted_version) =
+        scorch_udfs::init::mlflow_hints(artifact).unwrap_or_default();
+    let name = name.or(hinted_name);
+    let version = version
+        .or(hinted_version)
+        .unwrap_or_else(|| semver::Version::new(1, 0, 0));
     let out = out.unwrap_or_else(|| {
         let stem = artifact
             .file_stem()

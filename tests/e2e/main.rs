@@ -14,6 +14,7 @@ mod explain;
 mod formats;
 mod lineage;
 mod metrics;
+mod mlflow;
 mod readers;
 mod registry;
 mod rejects;

@@ -71,9 +71,13 @@ fn invalid(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
-/// Reads an artifact (a file, or a sentence-transformers folder) and infers its manifest.
+/// Reads an artifact (a file, an MLflow model folder, or a sentence-transformers folder) and
+/// infers its manifest.
 pub fn infer(path: &Path, name: &str, version: semver::Version) -> Result<Inferred> {
     if path.is_dir() {
+        if path.join(MLMODEL_FILE).is_file() {
+            return infer_mlflow(path, name, version);
+        }
         return infer_embedder(path, name, version);
     }
     let file_name = path
@@ -405,4 +409,215 @@ fn infer_embedder(dir: &Path, name: &str, version: semver::Version) -> Result<In
         }
     }
     Ok(Inferred { manifest: m, files })
+}
+
+/// The file that makes a folder an MLflow model.
+pub const MLMODEL_FILE: &str = "MLmodel";
+
+fn read_mlmodel(dir: &Path) -> Result<serde_yaml::Value> {
+    let path = dir.join(MLMODEL_FILE);
+    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+    serde_yaml::from_str(&text).map_err(|e| invalid(&path, format!("not an MLmodel file: {e}")))
+}
+
+/// The name and version an MLflow model folder suggests: `metadata.name` / `metadata.version`
+/// (what `log_model(..., metadata={...})` records), else nothing.
+pub fn mlflow_hints(dir: &Path) -> Option<(Option<String>, Option<semver::Version>)> {
+    if !dir.join(MLMODEL_FILE).is_file() {
+        return None;
+    }
+    let doc = read_mlmodel(dir).ok()?;
+    let metadata = &doc["metadata"];
+    let name = metadata["name"].as_str().map(str::to_string);
+    let version = metadata["version"]
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| metadata["version"].as_u64().map(|v| format!("{v}.0.0")))
+        .and_then(|v| semver::Version::parse(&v).ok());
+    Some((name, version))
+}
+
+/// How to export a model of an MLflow flavour that scorch cannot load safely.
+fn export_advice(flavor: &str) -> &'static str {
+    match flavor {
+        "sklearn" => {
+            "convert it to ONNX with skl2onnx and log that: `from skl2onnx import to_onnx; \
+             onx = to_onnx(model, X[:1].astype(\"float32\")); mlflow.onnx.log_model(onx, \
+             name=\"model\", signature=signature)`"
+        }
+        "pytorch" => {
+            "export the module with `torch.onnx.export(model, example, \"model.onnx\")` and log \
+             it with mlflow.onnx.log_model"
+        }
+        "tensorflow" | "keras" => {
+            "convert it with tf2onnx (`python -m tf2onnx.convert --saved-model …`) and log it \
+             with mlflow.onnx.log_model"
+        }
+        _ => {
+            "export it to ONNX, or log an XGBoost (model_format=\"json\") or LightGBM Booster \
+             model"
+        }
+    }
+}
+
+/// An MLflow model folder whose flavour is ONNX, XGBoost (JSON) or LightGBM (a Booster's text
+/// model): the artifact is read as any other, then the MLflow signature's input names and
+/// types replace the inferred ones. Flavours that are pickles are refused with the export that
+/// would work.
+fn infer_mlflow(dir: &Path, name: &str, version: semver::Version) -> Result<Inferred> {
+    let doc = read_mlmodel(dir)?;
+    let flavors = doc["flavors"]
+        .as_mapping()
+        .ok_or_else(|| invalid(dir, "MLmodel has no flavors"))?;
+    let flavor = |key: &str| flavors.get(serde_yaml::Value::from(key));
+    let data = |f: &serde_yaml::Value, what: &str| -> Result<PathBuf> {
+        let relative = f["data"]
+            .as_str()
+            .ok_or_else(|| invalid(dir, format!("the {what} flavour names no data file")))?;
+        Ok(dir.join(relative))
+    };
+    let (kind, artifact) = if let Some(f) = flavor("onnx") {
+        ("onnx", data(f, "onnx")?)
+    } else if let Some(f) = flavor("xgboost") {
+        let format = f["model_format"].as_str().unwrap_or("xgb");
+        if format != "json" {
+            return Err(invalid(
+                dir,
+                format!(
+                    "MLflow saved this XGBoost model in its binary `{format}` format; log it as \
+                     JSON: mlflow.xgboost.log_model(model, name=\"model\", model_format=\"json\")"
+                ),
+            ));
+        }
+        ("xgboost", data(f, "xgboost")?)
+    } else if let Some(f) = flavor("lightgbm") {
+        let path = data(f, "lightgbm")?;
+        let pickled = f["model_class"]
+            .as_str()
+            .is_some_and(|c| !c.ends_with("Booster"))
+            || path.extension().is_some_and(|e| e == "pkl");
+        if pickled {
+            return Err(invalid(
+                dir,
+                "MLflow pickled this LightGBM scikit-learn model; log its Booster, which it \
+                 saves as LightGBM's text model: mlflow.lightgbm.log_model(model.booster_, \
+                 name=\"model\")",
+            ));
+        }
+        ("lightgbm", path)
+    } else {
+        let names: Vec<String> = flavors
+            .keys()
+            .filter_map(|k| k.as_str().map(str::to_string))
+            .filter(|k| k != "python_function")
+            .collect();
+        let named = names.first().map_or("python_function", String::as_str);
+        return Err(invalid(
+            dir,
+            format!(
+                "MLflow flavour `{named}` is a pickle (code runs when it loads), which scorch \
+                 does not load; {}",
+                export_advice(named)
+            ),
+        ));
+    };
+    let wanted = match kind {
+        "onnx" => "onnx",
+        "xgboost" => "json",
+        _ => "txt",
+    };
+    let mut inferred = if artifact
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case(wanted))
+    {
+        infer(&artifact, name, version)?
+    } else {
+        // Read under the extension `infer` knows, packaged as `model.<ext>`.
+        let folder = std::env::temp_dir().join(format!("scorch-mlflow-{}", std::process::id()));
+        std::fs::create_dir_all(&folder).map_err(io(&folder))?;
+        let staged = folder.join(format!("model.{wanted}"));
+        std::fs::copy(&artifact, &staged).map_err(io(&artifact))?;
+        let result = infer(&staged, name, version);
+        let _ = std::fs::remove_dir_all(&folder);
+        let mut inferred = result?;
+        inferred.files = BTreeMap::from([(format!("model.{wanted}"), artifact.clone())]);
+        inferred
+    };
+    apply_signature(dir, &doc, &mut inferred.manifest)?;
+    let run = doc["run_id"]
+        .as_str()
+        .map(|r| format!("run {r}, "))
+        .unwrap_or_default();
+    let mlflow = doc["mlflow_version"].as_str().unwrap_or("?");
+    inferred.manifest.description = Some(format!(
+        "MLflow {kind} model ({run}MLflow {mlflow}); {}",
+        inferred.manifest.description.clone().unwrap_or_default()
+    ));
+    Ok(inferred)
+}
+
+/// Names the inferred inputs after a column-based MLflow signature, checking that its types
+/// agree with the artifact's (numeric or text; a tensor signature says no more than the artifact
+/// does, and is left alone). The numeric width stays the artifact's: it is what the model
+/// computes in.
+fn apply_signature(
+    dir: &Path,
+    doc: &serde_yaml::Value,
+    manifest: &mut ModelManifest,
+) -> Result<()> {
+    let Some(inputs) = doc["signature"]["inputs"].as_str() else {
+        return Ok(());
+    };
+    let columns: Vec<serde_json::Value> = serde_json::from_str(inputs)
+        .map_err(|e| invalid(dir, format!("MLmodel signature inputs: {e}")))?;
+    if columns.iter().any(|c| c["type"] == "tensor") {
+        return Ok(());
+    }
+    if columns.len() != manifest.inputs.len() {
+        return Err(invalid(
+            dir,
+            format!(
+                "the MLflow signature has {} inputs, the model {}: log the model with the \
+                 signature of the data it was trained on",
+                columns.len(),
+                manifest.inputs.len()
+            ),
+        ));
+    }
+    for (position, (column, input)) in columns.iter().zip(&mut manifest.inputs).enumerate() {
+        if let Some(name) = column["name"].as_str() {
+            input.name = name.to_string();
+        } else {
+            input.name = format!("input_{position}");
+        }
+        let dtype = match column["type"].as_str().unwrap_or_default() {
+            "double" => FeatureType::Float64,
+            "float" => FeatureType::Float32,
+            "long" => FeatureType::Int64,
+            "integer" => FeatureType::Int32,
+            "boolean" => FeatureType::Bool,
+            "string" => FeatureType::String,
+            other => {
+                return Err(invalid(
+                    dir,
+                    format!(
+                        "MLflow signature input `{}` has type `{other}`, which scorch does not score",
+                        input.name
+                    ),
+                ));
+            }
+        };
+        // A numeric column may feed a numeric input whatever its width; text only text.
+        let numeric = |t: FeatureType| !matches!(t, FeatureType::String);
+        if numeric(dtype) != numeric(input.dtype) {
+            return Err(invalid(
+                dir,
+                format!(
+                    "MLflow signature input `{}` is {dtype}, the model's input {position} is {}",
+                    input.name, input.dtype
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

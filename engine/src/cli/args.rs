@@ -257,7 +257,8 @@ pub enum ModelCommand {
         package: String,
     },
     /// Make a package from an exported model: an .onnx file, an XGBoost .json, a LightGBM .txt,
-    /// or a sentence-transformers folder. Inputs and outputs are read from the artifact.
+    /// an MLflow model folder (flavour onnx, xgboost or lightgbm), or a sentence-transformers
+    /// folder. Inputs and outputs are read from the artifact (and an MLflow signature).
     Init {
         /// The exported model.
         artifact: PathBuf,
@@ -267,9 +268,9 @@ pub enum ModelCommand {
         /// Model name (default: the package folder's name).
         #[arg(long)]
         name: Option<String>,
-        /// Semantic version.
-        #[arg(long, default_value = "1.0.0")]
-        version: semver::Version,
+        /// Semantic version (default: an MLflow model's `metadata.version`, else 1.0.0).
+        #[arg(long)]
+        version: Option<semver::Version>,
     },
     /// Print a package's model card: name, version, format, hash, inputs, outputs, size.
     Inspect {
