@@ -230,3 +230,50 @@ fn a_promotion_changes_every_interval_and_failures_are_reported_per_interval() {
     backfill(dir.path(), "ds=2026-11-28..2026-11-26", &[]).assert_code(2);
     backfill(dir.path(), "ds=2026-11-26", &[]).assert_code(2);
 }
+
+#[test]
+fn sigterm_stops_the_interval_in_flight_and_starts_no_other() {
+    let dir = week_demo();
+    let meet = tempfile::TempDir::new().expect("temp dir");
+    let job = dir.path().join("churn.toml");
+    let mut c = scorch();
+    c.args([
+        "backfill",
+        job.to_str().expect("utf-8"),
+        "--param",
+        &format!("ds={WEEK}"),
+        "--json",
+    ])
+    .env(
+        "SCORCH_RENDEZVOUS",
+        format!("before-write:{}:2", meet.path().display()),
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let child = c.spawn().expect("spawn");
+    // The first interval waits at the rendezvous, before writing anything.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::read_dir(meet.path()).expect("dir").count() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reached the rendezvous"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    std::fs::write(meet.path().join("go"), "").expect("release");
+    let finished: Run = child.wait_with_output().expect("wait").into();
+    finished.assert_code(143);
+    let outcomes = finished.json();
+    let statuses = statuses(&outcomes);
+    assert_eq!(statuses[0].1, "failed", "{outcomes}");
+    assert!(
+        statuses[1..].iter().all(|(_, s)| s == "not_started"),
+        "{outcomes}"
+    );
+    assert_eq!(delta_version(&dir.path().join("out/churn_scores")), Some(0));
+}

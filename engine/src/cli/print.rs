@@ -566,14 +566,15 @@ pub fn backfill(
     }
     let count = |s: &str| outcomes.iter().filter(|o| o.status == s).count();
     outln!(
-        "{} intervals in {:.1} s: {} scored, {} skipped as unchanged, {} already committed, {} rejected by checks, {} failed",
+        "{} intervals in {:.1} s: {} scored, {} skipped as unchanged, {} already committed, {} rejected by checks, {} failed, {} not started",
         outcomes.len(),
         took.as_secs_f64(),
         count("scored"),
         count("skipped"),
         count("already_committed"),
         count("rejected"),
-        count("failed")
+        count("failed"),
+        count("not_started")
     );
 }
 

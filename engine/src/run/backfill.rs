@@ -22,8 +22,8 @@ const MAX_INTERVALS: usize = 10_000;
 pub struct IntervalOutcome {
     /// The parameter value of the interval (`2026-11-03`).
     pub interval: String,
-    /// `scored`, `skipped` (unchanged), `already_committed`, `rejected` (a quality gate), or
-    /// `failed`.
+    /// `scored`, `skipped` (unchanged), `already_committed`, `rejected` (a quality gate),
+    /// `failed`, or `not_started` (a stop was requested first).
     pub status: String,
     /// The run's exit code.
     pub exit_code: i32,
@@ -153,6 +153,23 @@ pub async fn backfill(
         options.run_id = Some(uuid::Uuid::now_v7());
         async move {
             let started = Instant::now();
+            // After a stop request, intervals not yet begun are not begun.
+            if let Some(signal) = crate::process::shutdown::requested() {
+                let e = Error::Interrupted { signal };
+                return (
+                    index,
+                    IntervalOutcome {
+                        interval: value.clone(),
+                        status: "not_started".into(),
+                        exit_code: e.exit_code().code(),
+                        run_id: None,
+                        version: None,
+                        rows: 0,
+                        seconds: 0.0,
+                        error: None,
+                    },
+                );
+            }
             let result = crate::run::run(job, &options).await;
             let seconds = started.elapsed().as_secs_f64();
             let outcome = match result {
