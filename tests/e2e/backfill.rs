@@ -277,3 +277,81 @@ fn sigterm_stops_the_interval_in_flight_and_starts_no_other() {
     );
     assert_eq!(delta_version(&dir.path().join("out/churn_scores")), Some(0));
 }
+
+#[test]
+fn one_run_over_many_partitions_rescores_only_those_whose_inputs_changed() {
+    let dir = week_demo();
+    edit(
+        &dir.path().join("churn.sql"),
+        "WHERE ds = $ds",
+        "WHERE ds >= $ds",
+    );
+    let job = dir.path().join("churn.toml");
+    let job = job.to_str().expect("utf-8");
+    let week = [
+        "run",
+        job,
+        "--param",
+        "ds=2026-11-21",
+        "--skip-unchanged",
+        "--json",
+    ];
+    let first = run(&week).assert_ok().json();
+    assert_eq!(
+        first["output"]["partitions"]
+            .as_array()
+            .expect("partitions")
+            .len(),
+        7
+    );
+    assert_eq!(first["partition_keys"].as_object().expect("keys").len(), 7);
+    assert_eq!(run(&week).assert_ok().json()["status"], "skipped_unchanged");
+
+    let features = dir.path().join("data/features");
+    for day in ["2026-11-23", "2026-11-25"] {
+        std::fs::copy(
+            features.join("ds=2026-11-21/part-0.parquet"),
+            features.join(format!("ds={day}/part-0.parquet")),
+        )
+        .expect("replace the day's file");
+    }
+    let partial = run(&week).assert_ok().json();
+    assert_eq!(partial["status"], "committed");
+    assert_eq!(
+        partial["output"]["partitions"],
+        serde_json::json!(["ds=2026-11-23", "ds=2026-11-25"])
+    );
+    assert_eq!(
+        partial["skipped_partitions"]
+            .as_array()
+            .expect("skipped")
+            .len(),
+        5
+    );
+    assert_eq!(
+        partial["inputs"].as_array().expect("inputs").len(),
+        2,
+        "{partial}"
+    );
+    assert_eq!(partial["rows"]["written"], 2000);
+    // And again: nothing left to do.
+    assert_eq!(run(&week).assert_ok().json()["status"], "skipped_unchanged");
+
+    // The table equals a full run of the same inputs into a fresh one.
+    let out = dir.path().join("out/churn_scores");
+    edit(
+        &dir.path().join("churn.toml"),
+        "url = \"out/churn_scores\"",
+        "url = \"out/full_scores\"",
+    );
+    edit(
+        &dir.path().join("churn.toml"),
+        "url = \"out/churn_rejects\"",
+        "url = \"out/full_rejects\"",
+    );
+    run(&["run", job, "--param", "ds=2026-11-21"]).assert_ok();
+    assert_eq!(
+        predictions(&out),
+        predictions(&dir.path().join("out/full_scores"))
+    );
+}

@@ -90,6 +90,11 @@ pub struct Prepared {
     pub package_sources: BTreeMap<String, PackageSource>,
     /// How the models named through a registry resolved.
     pub registered: BTreeMap<String, crate::run::manifest::RegistryUse>,
+    /// Per output partition, the inputs key an incremental run compares (empty when the
+    /// output's partitions are not the sources').
+    pub partition_keys: BTreeMap<String, String>,
+    /// Partitions an incremental run leaves as they are.
+    pub skipped_partitions: Vec<String>,
     /// The catalog the session carries.
     pub catalog: ModelCatalog,
     /// What each source held when it was listed.
@@ -227,6 +232,8 @@ pub async fn prepare_with(
         packages: models.packages,
         package_sources: models.sources,
         registered: models.registered,
+        partition_keys: BTreeMap::new(),
+        skipped_partitions: Vec::new(),
         catalog: models.catalog,
         listings,
         query,

@@ -318,6 +318,12 @@ fn commit_info(prepared: &Prepared, manifest: &RunManifest) -> serde_json::Map<S
         crate::run::incremental::INPUTS_KEY.into(),
         json!(manifest.inputs_key),
     );
+    if !manifest.partition_keys.is_empty() {
+        info.insert(
+            crate::run::incremental::PARTITION_KEYS.into(),
+            json!(manifest.partition_keys),
+        );
+    }
     info.insert("scorch.rows".into(), json!(manifest.rows));
     if !manifest.drift.is_empty() {
         info.insert("scorch.drift".into(), json!(manifest.drift));

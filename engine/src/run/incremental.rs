@@ -7,13 +7,28 @@
 //! model's name and SHA-256, the query with comments and spacing normalised, and the bound
 //! parameters. Every commit records it (`scorch.inputs_key`); a promotion, a changed file or an
 //! edited query changes it.
+//!
+//! A run over many output partitions is compared partition by partition when its output is
+//! partitioned by the sources' own Hive partition columns: each partition's key hashes the same
+//! fields with only the input files of that partition (`scorch.partition_keys`). The partitions
+//! whose key equals that of the newest commit that wrote them are left as they are; the run
+//! re-scores the others, with a filter on the partition columns, once the plan shows that the
+//! filter prunes the scan to exactly their files (otherwise it re-scores everything).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use sha2::{Digest, Sha256};
 
-use crate::error::Result;
+use std::sync::Arc;
+
+use datafusion::common::Column;
+use datafusion::dataframe::DataFrame;
+use datafusion::logical_expr::{Expr, cast, lit};
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::error::{Error, Result};
 use crate::plan::Prepared;
+use crate::table::partition;
 use crate::table::target::Target;
 
 /// The `commitInfo` key (Delta) holding a run's inputs key; the manifest field is `inputs_key`.
@@ -28,8 +43,18 @@ pub struct Unchanged {
     pub run_id: String,
 }
 
+/// The `commitInfo` key (Delta) holding the per-partition keys; the manifest field is
+/// `partition_keys`.
+pub const PARTITION_KEYS: &str = "scorch.partition_keys";
+
 /// The inputs key of a planned run.
 pub fn inputs_key(prepared: &Prepared) -> String {
+    key_with(prepared, &prepared.data_sha256)
+}
+
+/// SHA-256 over the job, `data` (a fingerprint of input files), the models, the query and the
+/// parameters.
+fn key_with(prepared: &Prepared, data: &str) -> String {
     let mut hasher = Sha256::new();
     let mut field = |name: &str, value: &str| {
         hasher.update(name.as_bytes());
@@ -38,7 +63,7 @@ pub fn inputs_key(prepared: &Prepared) -> String {
         hasher.update([0]);
     };
     field("job", &prepared.job.name);
-    field("data", &prepared.data_sha256);
+    field("data", data);
     for model in prepared.catalog.iter() {
         if prepared.models_used.contains(&model.name) {
             field(&format!("model:{}", model.name), &model.sha256);
@@ -49,6 +74,166 @@ pub fn inputs_key(prepared: &Prepared) -> String {
         field(&format!("param:{name}"), &value.to_string());
     }
     hex::encode(hasher.finalize())
+}
+
+/// Per output partition (its folder, `ds=2026-11-27`), the key of the run restricted to the
+/// input files of that partition, and those files' URLs; `None` unless the output is
+/// partitioned and every input file's path names a value for each partition column.
+pub fn partition_keys(prepared: &Prepared) -> Option<BTreeMap<String, (String, Vec<String>)>> {
+    let columns = &prepared.job.output.partition_by;
+    if columns.is_empty() {
+        return None;
+    }
+    let mut groups: BTreeMap<String, Vec<&crate::plan::scan::InputFile>> = BTreeMap::new();
+    let files = prepared.input_files();
+    for file in &files {
+        let folder = file.url.rsplit_once('/').map_or("", |(d, _)| d);
+        let values = partition::parse(folder);
+        let mut pairs = Vec::with_capacity(columns.len());
+        for column in columns {
+            pairs.push((column.as_str(), values.get(column)?.as_deref()));
+        }
+        groups
+            .entry(partition::path(&pairs))
+            .or_default()
+            .push(file);
+    }
+    Some(
+        groups
+            .into_iter()
+            .map(|(path, files)| {
+                let mut hasher = Sha256::new();
+                for f in &files {
+                    hasher.update(f.url.as_bytes());
+                    hasher.update([0u8]);
+                    hasher.update(f.size.to_le_bytes());
+                    hasher.update(f.last_modified.timestamp_micros().to_le_bytes());
+                    hasher.update(f.e_tag.as_deref().unwrap_or("").as_bytes());
+                    hasher.update([0u8]);
+                }
+                let key = key_with(prepared, &hex::encode(hasher.finalize()));
+                (path, (key, files.iter().map(|f| f.url.clone()).collect()))
+            })
+            .collect(),
+    )
+}
+
+/// The partitions of `keys` whose key equals the one recorded by the newest commit that wrote
+/// them (reading the log newest first, compaction aside, until every partition is decided).
+pub async fn unchanged_partitions(
+    target: &Target,
+    keys: &BTreeMap<String, String>,
+) -> Result<BTreeSet<String>> {
+    let mut undecided: BTreeSet<&String> = keys.keys().collect();
+    let mut unchanged = BTreeSet::new();
+    let Some(latest) = target.version().await? else {
+        return Ok(unchanged);
+    };
+    let first = match target {
+        Target::Delta(_) => 0,
+        Target::Parquet(_) => 1,
+    };
+    for version in (first..=latest).rev() {
+        if undecided.is_empty() {
+            break;
+        }
+        let (recorded, touched, compaction) = match target {
+            Target::Delta(table) => {
+                let Some(touch) = table.version_touch(version).await? else {
+                    break; // behind a checkpoint: the rest stays changed
+                };
+                let recorded = touch.info.get(PARTITION_KEYS).cloned();
+                let touched: BTreeSet<String> =
+                    touch.added.union(&touch.removed).cloned().collect();
+                (
+                    recorded,
+                    touched,
+                    touch.operation.as_deref() == Some("OPTIMIZE"),
+                )
+            }
+            Target::Parquet(table) => {
+                let commit = table.read_commit(version).await?;
+                let mut touched: BTreeSet<String> = commit.partitions.iter().cloned().collect();
+                touched.extend(commit.remove.iter().map(|p| {
+                    p.rsplit_once('/')
+                        .map_or(String::new(), |(d, _)| d.to_string())
+                }));
+                (commit.run.get("partition_keys").cloned(), touched, false)
+            }
+        };
+        if compaction {
+            continue;
+        }
+        let decided: Vec<&String> = undecided
+            .iter()
+            .filter(|p| touched.contains(p.as_str()))
+            .copied()
+            .collect();
+        for partition in decided {
+            undecided.remove(partition);
+            let same = recorded
+                .as_ref()
+                .and_then(|r| r.get(partition.as_str()))
+                .and_then(|v| v.as_str())
+                == Some(keys[partition].as_str());
+            if same {
+                unchanged.insert(partition.clone());
+            }
+        }
+    }
+    Ok(unchanged)
+}
+
+/// The query restricted to the output partitions `partitions` (a filter on the partition
+/// columns), with its physical plan, when that plan reads exactly the files `expected`: the
+/// proof that the output's partition columns are the sources' own, passed through. `None`
+/// otherwise.
+pub async fn restrict(
+    prepared: &Prepared,
+    partitions: &[String],
+    expected: &BTreeSet<String>,
+) -> Result<Option<(DataFrame, Arc<dyn ExecutionPlan>)>> {
+    let schema = prepared.query.schema().clone();
+    let mut any: Option<Expr> = None;
+    for path in partitions {
+        let mut all: Option<Expr> = None;
+        for (name, value) in partition::parse(path) {
+            let Ok(field) = schema.field_with_unqualified_name(&name) else {
+                return Ok(None);
+            };
+            let column = Expr::Column(Column::from_name(name.as_str()));
+            let condition = match value {
+                None => column.is_null(),
+                Some(v) => column.eq(cast(lit(v), field.data_type().clone())),
+            };
+            all = Some(match all {
+                None => condition,
+                Some(e) => e.and(condition),
+            });
+        }
+        let Some(all) = all else { return Ok(None) };
+        any = Some(match any {
+            None => all,
+            Some(e) => e.or(all),
+        });
+    }
+    let Some(filter) = any else { return Ok(None) };
+    let job = &prepared.job;
+    let query = prepared
+        .query
+        .clone()
+        .filter(filter)
+        .map_err(|e| Error::from_query(job, e))?;
+    let physical = query
+        .clone()
+        .create_physical_plan()
+        .await
+        .map_err(|e| Error::from_query(job, e))?;
+    let read: BTreeSet<String> = crate::plan::scan::planned_scans(&physical)
+        .into_iter()
+        .flat_map(|s| s.files.into_iter().map(|f| f.url))
+        .collect();
+    Ok((read == *expected).then_some((query, physical)))
 }
 
 /// The SQL without `--` comments (outside string literals), with runs of whitespace made one

@@ -146,6 +146,14 @@ pub struct RunManifest {
     /// parameters, hashed together (see [`crate::run::incremental`]).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub inputs_key: String,
+    /// Per output partition, the key `--skip-unchanged` compares (see
+    /// [`crate::run::incremental`]), for the partitions this run scored.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub partition_keys: BTreeMap<String, String>,
+    /// `--skip-unchanged`: the partitions left as they were, their inputs, models and query
+    /// unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_partitions: Vec<String>,
     /// For a run skipped as unchanged: the committed run it would have repeated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unchanged_since: Option<String>,

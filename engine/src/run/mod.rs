@@ -24,6 +24,7 @@ pub mod manifest;
 pub mod progress;
 pub mod stamps;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
@@ -166,7 +167,7 @@ pub fn append_transaction(prepared: &Prepared) -> String {
 pub async fn run(job: &JobSpec, options: &RunOptions) -> Result<RunReport> {
     let started = Instant::now();
     let started_at = Utc::now();
-    let prepared = prepare(job, options).await?;
+    let mut prepared = prepare(job, options).await?;
     let store = prepared.stores.store(&job.output.location)?;
     let query_schema = prepared.query.schema();
     output::check_columns(job, query_schema)?;
@@ -216,24 +217,77 @@ pub async fn run(job: &JobSpec, options: &RunOptions) -> Result<RunReport> {
         }
     }
 
+    let partition_keys = incremental::partition_keys(&prepared);
+    if let Some(keys) = &partition_keys {
+        prepared.partition_keys = keys
+            .iter()
+            .map(|(p, (k, _))| (p.clone(), k.clone()))
+            .collect();
+    }
     if options.skip_unchanged {
         let manifest = base_manifest(&prepared, &stamps, started_at);
+        let skipped = |manifest: RunManifest, version: Option<u64>, since: String| {
+            let mut manifest = manifest;
+            manifest.status = RunStatus::SkippedUnchanged;
+            manifest.output.version = version;
+            manifest.unchanged_since = Some(since);
+            manifest.timings.total_ms = millis(started.elapsed());
+            manifest
+        };
         if let Some(found) =
             incremental::last_unchanged(&target, &job.name, &manifest.params, &manifest.inputs_key)
                 .await?
         {
             tracing::info!(job = %job.name, version = found.version, run_id = %found.run_id, "unchanged since that run: same input files, models, query and parameters; nothing to do");
-            let mut manifest = manifest;
-            manifest.status = RunStatus::SkippedUnchanged;
-            manifest.output.version = Some(found.version);
-            manifest.unchanged_since = Some(found.run_id);
-            manifest.timings.total_ms = millis(started.elapsed());
             return Ok(RunReport {
-                manifest,
+                manifest: skipped(manifest, Some(found.version), found.run_id),
                 recovered,
                 rows_per_second: 0.0,
                 schemas,
             });
+        }
+        // Partition by partition, where the output's partitions are the sources' own.
+        if let Some(keys) = &partition_keys
+            && job.output.mode == WriteMode::Overwrite
+            && job.output.replace_where.is_none()
+        {
+            let unchanged =
+                incremental::unchanged_partitions(&target, &prepared.partition_keys).await?;
+            let changed: Vec<String> = keys
+                .keys()
+                .filter(|p| !unchanged.contains(*p))
+                .cloned()
+                .collect();
+            if changed.is_empty() && !keys.is_empty() {
+                tracing::info!(job = %job.name, partitions = keys.len(), "every partition unchanged since the commit that wrote it; nothing to do");
+                let version = target.version().await?;
+                return Ok(RunReport {
+                    manifest: skipped(manifest, version, "each partition's last writer".into()),
+                    recovered,
+                    rows_per_second: 0.0,
+                    schemas,
+                });
+            }
+            if !unchanged.is_empty() {
+                let expected: BTreeSet<String> = changed
+                    .iter()
+                    .flat_map(|p| keys[p].1.iter().cloned())
+                    .collect();
+                match incremental::restrict(&prepared, &changed, &expected).await? {
+                    Some((query, physical)) => {
+                        tracing::info!(job = %job.name, scored = changed.len(), unchanged = unchanged.len(), "re-scoring only the partitions whose inputs changed");
+                        prepared.scans = scan::planned_scans(&physical);
+                        prepared.query = query;
+                        prepared.physical = physical;
+                        prepared.skipped_partitions = unchanged.into_iter().collect();
+                        prepared.partition_keys.retain(|p, _| changed.contains(p));
+                    }
+                    None => tracing::info!(
+                        job = %job.name,
+                        "the output's partitions do not map to the sources' one to one; re-scoring every partition"
+                    ),
+                }
+            }
         }
     }
 
@@ -402,6 +456,8 @@ fn base_manifest(prepared: &Prepared, stamps: &Stamps, started_at: DateTime<Utc>
         data_sha256: prepared.data_sha256.clone(),
         inputs_key: incremental::inputs_key(prepared),
         unchanged_since: None,
+        partition_keys: prepared.partition_keys.clone(),
+        skipped_partitions: prepared.skipped_partitions.clone(),
         source_versions: crate::plan::delta_versions(&prepared.listings)
             .into_iter()
             .map(|(name, version)| (name.to_string(), version))
