@@ -40,6 +40,21 @@ fn backfill(dir: &Path, range: &str, extra: &[&str]) -> Run {
     run(&args)
 }
 
+/// Points the demo job at fresh output and rejects tables, for a full run to compare with.
+fn write_to_fresh_tables(dir: &Path) {
+    let job = dir.join("churn.toml");
+    edit(
+        &job,
+        "url = \"out/churn_scores\"",
+        "url = \"out/full_scores\"",
+    );
+    edit(
+        &job,
+        "url = \"out/churn_rejects\"",
+        "url = \"out/full_rejects\"",
+    );
+}
+
 /// Statuses by interval.
 fn statuses(outcomes: &serde_json::Value) -> Vec<(String, String)> {
     outcomes
@@ -127,16 +142,7 @@ fn a_backfill_rescores_only_the_days_whose_inputs_changed() {
     );
 
     // The table equals a full backfill of the same inputs into a fresh table.
-    edit(
-        &dir.path().join("churn.toml"),
-        "url = \"out/churn_scores\"",
-        "url = \"out/full_scores\"",
-    );
-    edit(
-        &dir.path().join("churn.toml"),
-        "url = \"out/churn_rejects\"",
-        "url = \"out/full_rejects\"",
-    );
+    write_to_fresh_tables(dir.path());
     backfill(dir.path(), &format!("ds={WEEK}"), &["--parallel", "3"]).assert_ok();
     let full = predictions(&dir.path().join("out/full_scores"));
     assert_eq!(full.len(), 7000);
@@ -339,16 +345,7 @@ fn one_run_over_many_partitions_rescores_only_those_whose_inputs_changed() {
 
     // The table equals a full run of the same inputs into a fresh one.
     let out = dir.path().join("out/churn_scores");
-    edit(
-        &dir.path().join("churn.toml"),
-        "url = \"out/churn_scores\"",
-        "url = \"out/full_scores\"",
-    );
-    edit(
-        &dir.path().join("churn.toml"),
-        "url = \"out/churn_rejects\"",
-        "url = \"out/full_rejects\"",
-    );
+    write_to_fresh_tables(dir.path());
     run(&["run", job, "--param", "ds=2026-11-21"]).assert_ok();
     assert_eq!(
         predictions(&out),

@@ -40,6 +40,18 @@ pub struct InputFile {
     pub e_tag: Option<String>,
 }
 
+impl InputFile {
+    /// Adds what identifies this version of the file (URL, size, modification time, ETag).
+    pub fn fingerprint(&self, hasher: &mut Sha256) {
+        hasher.update(self.url.as_bytes());
+        hasher.update([0u8]);
+        hasher.update(self.size.to_le_bytes());
+        hasher.update(self.last_modified.timestamp_micros().to_le_bytes());
+        hasher.update(self.e_tag.as_deref().unwrap_or("").as_bytes());
+        hasher.update([0u8]);
+    }
+}
+
 /// One file scan of a physical plan.
 #[derive(Debug, Clone)]
 pub struct PlannedScan {
@@ -137,12 +149,7 @@ pub fn data_sha256(scans: &[PlannedScan], delta_versions: &[(&str, u64)]) -> Str
         hasher.update(format!("delta:{name}@{version}\0").as_bytes());
     }
     for f in files {
-        hasher.update(f.url.as_bytes());
-        hasher.update([0u8]);
-        hasher.update(f.size.to_le_bytes());
-        hasher.update(f.last_modified.timestamp_micros().to_le_bytes());
-        hasher.update(f.e_tag.as_deref().unwrap_or("").as_bytes());
-        hasher.update([0u8]);
+        f.fingerprint(&mut hasher);
     }
     hex::encode(hasher.finalize())
 }

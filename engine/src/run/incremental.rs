@@ -104,12 +104,7 @@ pub fn partition_keys(prepared: &Prepared) -> Option<BTreeMap<String, (String, V
             .map(|(path, files)| {
                 let mut hasher = Sha256::new();
                 for f in &files {
-                    hasher.update(f.url.as_bytes());
-                    hasher.update([0u8]);
-                    hasher.update(f.size.to_le_bytes());
-                    hasher.update(f.last_modified.timestamp_micros().to_le_bytes());
-                    hasher.update(f.e_tag.as_deref().unwrap_or("").as_bytes());
-                    hasher.update([0u8]);
+                    f.fingerprint(&mut hasher);
                 }
                 let key = key_with(prepared, &hex::encode(hasher.finalize()));
                 (path, (key, files.iter().map(|f| f.url.clone()).collect()))
