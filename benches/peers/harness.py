@@ -34,17 +34,22 @@ THREAD_ENV = ["OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUM
 def parse_args(argv):
     cpus = len(os.sched_getaffinity(0))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scorch", required=True, help="the scorch binary to benchmark")
+    p.add_argument("--scorch", help="the scorch binary to benchmark")
+    p.add_argument("--readme-from", metavar="RESULTS_JSON",
+                   help="only rewrite the README's summary table from this results file, and exit")
     p.add_argument("--scale", type=float, default=1.0,
                    help="dataset size factor: 1 = 10M tabular rows and 100k sentences (default 1)")
     p.add_argument("--threads", type=int, default=cpus, help=f"threads per contender (default {cpus}: the cores)")
-    p.add_argument("--repeat", type=int, default=1, help="runs per contender; the median wall is reported")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="runs per contender (default 3); the median wall and the spread are reported")
     p.add_argument("--startup-repeat", type=int, default=5, help="runs of each start-up contender (default 5)")
     p.add_argument("--only", default="", help=f"comma-separated workloads ({','.join(registry.WORKLOADS)})")
     p.add_argument("--exclude", default="", help="comma-separated engines to leave out, e.g. spark-ort")
     p.add_argument("--timeout", type=float, default=3600, help="seconds before a run is killed (default 3600)")
     p.add_argument("--list", action="store_true", help="list the selected contenders and exit")
     args = p.parse_args(argv)
+    if not args.scorch and not args.readme_from and not args.list:
+        p.error("--scorch is required")
     if args.scale <= 0 or args.threads < 1 or args.repeat < 1 or args.startup_repeat < 1:
         p.error("--scale, --threads, --repeat and --startup-repeat must be positive")
     args.only = [w for w in args.only.split(",") if w]
@@ -158,6 +163,8 @@ def summarize(c, runs, rows):
         return out
     wall = statistics.median(r["wall_s"] for r in runs)
     out.update(wall_s=round(wall, 4), rows_per_s=round(rows / wall, 1),
+               wall_min_s=round(min(r["wall_s"] for r in runs), 4),
+               wall_max_s=round(max(r["wall_s"] for r in runs), 4),
                peak_rss_mib=_max_known(r["peak_rss_mib"] for r in runs),
                largest_process_mib=_max_known(r["largest_process_mib"] for r in runs))
     if runs[0].get("setup_s") is not None:
@@ -248,6 +255,14 @@ def problems(results):
 
 def main(argv):
     args = parse_args(argv)
+    readme = os.path.join(REPO_ROOT, "README.md")
+    if args.readme_from:
+        with open(args.readme_from) as f:
+            results = json.load(f)
+        if not report.update_readme(results, readme):
+            raise SystemExit("README.md has no generated-table markers")
+        log(f"rewrote the README's summary table from {rel(os.path.abspath(args.readme_from))}")
+        return 0
     selected = registry.select(args.only, args.exclude)
     if args.list:
         for c in selected:
@@ -295,6 +310,9 @@ def main(argv):
     }
     paths = report.write(out, started.strftime("%Y-%m-%dT%H%M%SZ"))
     print(report.markdown(out))
+    # A full run (every workload, every peer, full scale) is what the README shows.
+    if args.scale == 1.0 and not args.only and not args.exclude and report.update_readme(out, readme):
+        paths.append("README.md (summary table)")
     log("wrote " + ", ".join(paths))
     # A peer's own deviation (see cross_check) is reported but is not a failure of the run.
     return 1 if any(not p.startswith("DEVIATES") for p in out["problems"]) else 0

@@ -5,6 +5,7 @@ outputs are named relative to the repository, and the scorch binary by its versi
 """
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import subprocess
@@ -130,7 +131,7 @@ def table(workload, contenders):
     for c in contenders:
         lines.append("| " + " | ".join([
             c["name"], c["model"] or "—", c["dataset"], f"{c['rows']:,}",
-            _fmt(c.get("rows_per_s"), ",.0f"), _fmt(c.get("wall_s"), ".2f"), _fmt(c.get("x_floor"), ".2f"),
+            _fmt(c.get("rows_per_s"), ",.0f"), _wall_cell(c, 2), _fmt(c.get("x_floor"), ".2f"),
             _fmt(c.get("peak_rss_mib"), ",.0f"), _fmt(c.get("setup_s"), ".2f"), _agreement_cell(c),
         ]) + " |")
     return "\n".join(lines)
@@ -145,7 +146,8 @@ def markdown(results):
         f"- {m['scorch']['version']}, commit {m['scorch']['commit']}"
         + (" (with uncommitted changes)" if m["scorch"]["tree_modified"] else ""),
         f"- scale {results['scale']}, {results['threads']} threads per contender, "
-        f"{results['repeat']} run(s) each (wall: median; peak RSS: max over runs), warm page cache",
+        f"{results['repeat']} run(s) each (wall: median, and min–max when more than one; peak RSS: "
+        f"max over runs), warm page cache",
         f"- data: Parquet, {results['data']['compression']}, {results['data']['encoding']}, "
         f"row groups of {results['data']['row_group_rows']:,} rows",
         "",
@@ -172,3 +174,118 @@ def write(results, stamp):
     with open(md, "w") as f:
         f.write(markdown(results))
     return [rel(p) for p in paths + [md]]
+
+
+# The README's summary table: one row group per model, generated from a results file, between
+# these markers (never edited by hand).
+README_BEGIN = "<!-- benches/run writes this table from benches/results/latest.json: do not edit -->"
+README_END = "<!-- end of the generated table -->"
+
+SUMMARY_LABELS = {
+    ("mlp", "mlp"): "MLP 64-256-256-1, {rows} rows × 64 f32",
+    ("gbdt", "xgb500"): "XGBoost 500 trees depth 6, {rows} rows × 32 f32",
+    ("gbdt", "lgb500"): "LightGBM 500 trees 63 leaves, same data",
+    ("embeddings", "minilm"): "all-MiniLM-L6-v2, {rows} sentences (3–120 words)",
+    ("cheap", None): "floor: scan + stamp + commit + write, no model ({dataset} data)",
+    ("cheap", "logreg"): "logistic regression ({dataset} data)",
+    ("cheap", "xgb10"): "XGBoost 10 trees ({dataset} data)",
+    ("startup", "mlp"): "start-up: a {rows}-row MLP job, cold process",
+}
+
+
+def _rows_label(n):
+    if n >= 1_000_000 and n % 1_000_000 == 0:
+        return f"{n // 1_000_000}M"
+    if n >= 1_000 and n % 1_000 == 0:
+        return f"{n // 1_000}k"
+    return f"{n:,}"
+
+
+def _wall_cell(c, digits):
+    wall = c.get("wall_s")
+    if wall is None:
+        return "—"
+    cell = f"{wall:.{digits}f}"
+    low, high = c.get("wall_min_s"), c.get("wall_max_s")
+    if low is not None and high is not None and len(c.get("runs", [])) > 1:
+        cell += f" ({low:.{digits}f}–{high:.{digits}f})"
+    return cell
+
+
+def _summary_agreement(c):
+    if c.get("error"):
+        return "**FAILED**"
+    a = c.get("agreement")
+    if a is None:
+        return "reference" if c["reference"] else "—"
+    if a["value"] is None:
+        return "—"
+    if a["metric"] == "min_cosine":
+        return f"cosine ≥ {math.floor(a['value'] * 1e8) / 1e8:.8f}"
+    if a["value"] == 0:
+        return "0 (bit-identical)"
+    text = f"{a['value']:.2e}"
+    if not a["ok"]:
+        text += " (disagrees)" if not a.get("alone") else " (the peer's own deviation)"
+    return text
+
+
+def summary_table(results):
+    """The README's table: per model, scorch and its peers fastest first (the floor and the cheap
+    models with their multiple of the floor), start-up and memory growth last."""
+    head = "| workload | contender | rows/s | wall s | peak RSS MiB | agreement with scorch |"
+    lines = [head, "|---|---|---|---|---|---|"]
+    workloads = results["workloads"]
+    for workload in ["mlp", "gbdt", "embeddings", "cheap", "startup"]:
+        groups = {}
+        for c in workloads.get(workload, []):
+            groups.setdefault((c["model"], c["dataset"]), []).append(c)
+        for (model, dataset), contenders in groups.items():
+            template = SUMMARY_LABELS.get((workload, model))
+            if template is None:
+                continue
+            contenders = sorted(contenders, key=lambda c: c.get("wall_s") or float("inf"))
+            label = template.format(rows=_rows_label(contenders[0]["rows"]), dataset=dataset)
+            digits = 3 if workload == "startup" else 2
+            for i, c in enumerate(contenders):
+                name = c["name"]
+                scorch = name.startswith("scorch")
+                if scorch and c.get("x_floor") and model is not None and workload == "cheap":
+                    name = f"{name} ({c['x_floor']:.2f} × floor)"
+                rate = "—" if workload == "startup" else _fmt(c.get("rows_per_s"), ",.0f")
+                wall = _wall_cell(c, digits)
+                if scorch and c["reference"]:
+                    name, rate, wall = f"**{name}**", f"**{rate}**" if rate != "—" else rate, (
+                        f"**{wall}**" if workload == "startup" else wall)
+                lines.append("| " + " | ".join([
+                    label if i == 0 else "", name, rate, wall,
+                    _fmt(c.get("peak_rss_mib"), ",.0f"), _summary_agreement(c),
+                ]) + " |")
+    memory = sorted(workloads.get("memory", []), key=lambda c: c["rows"])
+    if memory:
+        sizes = " and on ".join(_rows_label(c["rows"]) for c in memory)
+        lines.append("| " + " | ".join([
+            f"memory: the MLP job on {sizes} rows", "scorch",
+            " / ".join(_fmt(c.get("rows_per_s"), ",.0f") for c in memory),
+            " / ".join(_fmt(c.get("wall_s"), ".2f") for c in memory),
+            " / ".join(_fmt(c.get("peak_rss_mib"), ",.0f") for c in memory), "—",
+        ]) + " |")
+    return "\n".join(lines)
+
+
+def update_readme(results, readme):
+    """Rewrites the table between the README's markers from `results`; returns False when the
+    README has no markers."""
+    with open(readme) as f:
+        text = f.read()
+    start, end = text.find(README_BEGIN), text.find(README_END)
+    if start < 0 or end < start:
+        return False
+    source = (f"From `benches/results/latest.json`: {results['date'][:10]}, scale {results['scale']}, "
+              f"{results['repeat']} run(s) per contender (wall: median, and the spread when more "
+              f"than one), {results['threads']} threads each.")
+    new = text[:start] + README_BEGIN + "\n" + source + "\n\n" + summary_table(results) + "\n" \
+        + text[end:]
+    with open(readme, "w") as f:
+        f.write(new)
+    return True
