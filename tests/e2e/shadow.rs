@@ -221,4 +221,16 @@ fn run_shadow_names_a_declared_model_on_the_command_line() {
             .ends_with("out/churn_scores_shadow/")
     );
     score(dir.path(), DAYS[2], &["--shadow", "nope"]).assert_code(2);
+    // compare on a folder that is no table says so (exit 2).
+    let missing = run(&[
+        "compare",
+        p(&dir.path().join("out/churn_scores")),
+        p(&dir.path().join("data")),
+    ]);
+    missing.assert_code(2);
+    assert!(
+        missing.stderr.contains("no scorch table"),
+        "{}",
+        missing.stderr
+    );
 }

@@ -50,6 +50,12 @@ pub async fn compare(
     );
     let stores = StoreRegistry::new();
     for (name, location) in [("a", a), ("b", b)] {
+        let store = stores.store(location)?;
+        if !crate::table::delta::DeltaTable::exists_at(location, &store).await? {
+            return Err(Error::NotATable {
+                location: location.to_string(),
+            });
+        }
         let source = Source {
             name: name.into(),
             location: location.clone(),
