@@ -234,3 +234,53 @@ fn run_shadow_names_a_declared_model_on_the_command_line() {
         missing.stderr
     );
 }
+
+#[test]
+fn a_model_with_several_outputs_is_compared_field_by_field() {
+    // The XGBoost golden fixture: predict() returns {probability, margin, label}.
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/xgboost"),
+        dir.path(),
+    );
+    let job = dir.path().join("xgb_binary.toml");
+    edit(
+        &job,
+        "[query]",
+        "[models.challenger]\nuri = \"models/xgb_binary\"\n\n[query]",
+    );
+    let text = std::fs::read_to_string(&job).expect("job");
+    std::fs::write(
+        &job,
+        format!("{text}\n[shadow]\nmodel = \"challenger\"\nurl = \"out/shadow\"\n"),
+    )
+    .expect("write job");
+    let m = run(&["run", p(&job), "--json"]).assert_ok().json();
+    let agreement = &m["shadow"]["agreement"];
+    for field in [
+        "prediction.probability",
+        "prediction.margin",
+        "prediction.label",
+    ] {
+        assert_eq!(agreement[field]["agreement"], 1.0, "{field}: {agreement}");
+    }
+    let out = std::fs::read_to_string(&job).expect("job");
+    let output = out
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("url = \"out/")
+                .map(|r| r.trim_end_matches('"').to_string())
+        })
+        .expect("output url");
+    let compared = run(&[
+        "compare",
+        p(&dir.path().join(format!("out/{output}"))),
+        p(&dir.path().join("out/shadow")),
+        "--on",
+        "id",
+        "--json",
+    ])
+    .assert_ok()
+    .json();
+    assert_eq!(compared["columns"]["prediction.label"]["agreement"], 1.0);
+}

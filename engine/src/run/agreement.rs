@@ -228,6 +228,42 @@ fn spearman(joint: &[u64], a: &[u64], b: &[u64], total: f64) -> Option<f64> {
 /// Tallies by compared column.
 pub type Tallies = BTreeMap<String, Tally>;
 
+/// Counts the pairs of column `name` into `tallies`: a struct (a model with several outputs)
+/// field by field as `name.field`, a list (a vector output) element by element, anything else
+/// row by row.
+pub fn add_column(
+    tallies: &mut Tallies,
+    name: &str,
+    a: &ArrayRef,
+    b: &ArrayRef,
+) -> arrow::error::Result<()> {
+    match (a.data_type(), b.data_type()) {
+        (DataType::Struct(fields), DataType::Struct(_)) => {
+            let (a, b) = (a.as_struct(), b.as_struct());
+            for (i, field) in fields.iter().enumerate() {
+                if let Some(theirs) = b.column_by_name(field.name()) {
+                    add_column(
+                        tallies,
+                        &format!("{name}.{}", field.name()),
+                        a.column(i),
+                        theirs,
+                    )?;
+                }
+            }
+            Ok(())
+        }
+        (DataType::FixedSizeList(..), DataType::FixedSizeList(..)) => {
+            let (a, b) = (a.as_fixed_size_list(), b.as_fixed_size_list());
+            add_column(tallies, name, a.values(), b.values())
+        }
+        (DataType::List(_), DataType::List(_)) => {
+            let (a, b) = (a.as_list::<i32>(), b.as_list::<i32>());
+            add_column(tallies, name, a.values(), b.values())
+        }
+        _ => tallies.entry(name.to_string()).or_default().add(a, b),
+    }
+}
+
 /// Adds `other` into `into`.
 pub fn merge(into: &mut Tallies, other: &Tallies) {
     for (column, tally) in other {

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::job::{Source, SourceFormat};
 use crate::plan::session::{SessionSettings, local_context};
-use crate::run::agreement::{Agreement, Tally};
+use crate::run::agreement::{Agreement, Tallies};
 use crate::run::stamps::STAMP_COLUMNS;
 use crate::store::StoreRegistry;
 use crate::store::location::Location;
@@ -140,7 +140,7 @@ pub async fn compare(
         quote(&keys[0]),
         condition.join(" AND ")
     );
-    let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut tallies = Tallies::new();
     let mut unmatched = 0;
     let df = ctx.sql(&sql).await.map_err(Error::Execution)?;
     let mut stream = df.execute_stream().await.map_err(Error::Execution)?;
@@ -152,11 +152,13 @@ pub async fn compare(
         unmatched += (batch.num_rows() - matched.true_count()) as u64;
         let batch = arrow::compute::filter_record_batch(&batch, &matched).map_err(arrow_error)?;
         for (i, column) in compared.iter().enumerate() {
-            tallies
-                .entry(column.clone())
-                .or_default()
-                .add(batch.column(2 * i), batch.column(2 * i + 1))
-                .map_err(arrow_error)?;
+            crate::run::agreement::add_column(
+                &mut tallies,
+                column,
+                batch.column(2 * i),
+                batch.column(2 * i + 1),
+            )
+            .map_err(arrow_error)?;
         }
     }
     Ok(Comparison {

@@ -685,10 +685,12 @@ async fn write_partition(
             continue;
         }
         for (name, primary, twin) in &compared {
-            tallies
-                .entry(name.clone())
-                .or_default()
-                .add(batch.column(*primary), batch.column(*twin))?;
+            crate::run::agreement::add_column(
+                &mut tallies,
+                name,
+                batch.column(*primary),
+                batch.column(*twin),
+            )?;
         }
         for (key, rows) in split_by_partition(&batch, &files.spec.partition_by, &partition_indices)?
         {
