@@ -28,6 +28,17 @@ pub enum Value {
 }
 
 impl Value {
+    /// The value on `device` (a no-op for strings, and for a tensor already there).
+    fn to_device(self, device: &Device) -> std::result::Result<Self, String> {
+        match self {
+            Value::Tensor(t) => t
+                .to_device(device)
+                .map(Value::Tensor)
+                .map_err(|e| e.to_string()),
+            strings => Ok(strings),
+        }
+    }
+
     /// The tensor, or an error naming the value.
     pub fn tensor(&self, what: &str) -> std::result::Result<&Tensor, String> {
         match self {
@@ -157,8 +168,15 @@ impl OnnxModel {
         // Initializers, parsed once (through candle-onnx: a graph of Identity nodes).
         let initializer_names: HashSet<&str> =
             graph.initializer.iter().map(|t| t.name.as_str()).collect();
-        let initializers =
-            parse_initializers(&model, graph).map_err(|e| bad(format!("initializers: {e}")))?;
+        // candle-onnx makes them on the CPU; a graph on a GPU needs them beside its inputs.
+        let initializers = parse_initializers(&model, graph)
+            .and_then(|values| {
+                values
+                    .into_iter()
+                    .map(|(name, v)| Ok((name, v.to_device(device)?)))
+                    .collect::<std::result::Result<HashMap<_, _>, String>>()
+            })
+            .map_err(|e| bad(format!("initializers: {e}")))?;
 
         // Graph inputs (those that are not initializers), bound to declared inputs.
         let graph_inputs: Vec<&ValueInfoProto> = graph
@@ -365,8 +383,10 @@ impl OnnxModel {
                     }
                     let out = candle_onnx::simple_eval(proto, inputs)
                         .map_err(|e| format!("{}: {e}", node.op))?;
+                    // Tensors an operator makes itself (a Constant, a shape) come out on the
+                    // CPU: every value stays on the model's device.
                     for (k, v) in out {
-                        values.insert(k, Value::Tensor(v));
+                        values.insert(k, Value::Tensor(v).to_device(&self.device)?);
                     }
                 }
                 Step::Ml(op) => {
