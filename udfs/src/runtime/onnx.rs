@@ -29,7 +29,7 @@ pub enum Value {
 
 impl Value {
     /// The value on `device` (a no-op for strings, and for a tensor already there).
-    fn to_device(self, device: &Device) -> std::result::Result<Self, String> {
+    fn moved_to(self, device: &Device) -> std::result::Result<Self, String> {
         match self {
             Value::Tensor(t) => t
                 .to_device(device)
@@ -173,7 +173,7 @@ impl OnnxModel {
             .and_then(|values| {
                 values
                     .into_iter()
-                    .map(|(name, v)| Ok((name, v.to_device(device)?)))
+                    .map(|(name, v)| Ok((name, v.moved_to(device)?)))
                     .collect::<std::result::Result<HashMap<_, _>, String>>()
             })
             .map_err(|e| bad(format!("initializers: {e}")))?;
@@ -386,7 +386,7 @@ impl OnnxModel {
                     // Tensors an operator makes itself (a Constant, a shape) come out on the
                     // CPU: every value stays on the model's device.
                     for (k, v) in out {
-                        values.insert(k, Value::Tensor(v).to_device(&self.device)?);
+                        values.insert(k, Value::Tensor(v).moved_to(&self.device)?);
                     }
                 }
                 Step::Ml(op) => {
