@@ -167,8 +167,15 @@ pub fn run(report: &RunReport) {
         }
     }
     for model in &m.models {
+        let via = match &model.registry {
+            Some(r) => match &r.alias {
+                Some(alias) => format!(" ({}@{alias} in {})", r.name, r.registry),
+                None => format!(" ({}@{} in {})", r.name, r.version, r.registry),
+            },
+            None => String::new(),
+        };
         outln!(
-            "  model: {} v{} sha256 {}",
+            "  model: {} v{} sha256 {}{via}",
             model.name,
             model.version,
             model.sha256
