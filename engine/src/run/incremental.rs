@@ -119,11 +119,14 @@ pub async fn unchanged_partitions(
     target: &Target,
     keys: &BTreeMap<String, String>,
 ) -> Result<BTreeSet<String>> {
-    let mut undecided: BTreeSet<&String> = keys.keys().collect();
     let mut unchanged = BTreeSet::new();
     let Some(latest) = target.version().await? else {
         return Ok(unchanged);
     };
+    // A partition the table does not hold now is changed without reading the log (a new day
+    // would otherwise read it all).
+    let live = live_partitions(target).await?;
+    let mut undecided: BTreeSet<&String> = keys.keys().filter(|p| live.contains(*p)).collect();
     let first = match target {
         Target::Delta(_) => 0,
         Target::Parquet(_) => 1,
@@ -231,6 +234,21 @@ pub async fn restrict(
     Ok((read == *expected).then_some((query, physical)))
 }
 
+/// The partition folders the table's current version holds files in.
+async fn live_partitions(target: &Target) -> Result<BTreeSet<String>> {
+    Ok(match target {
+        Target::Delta(table) => table
+            .active_files()
+            .into_iter()
+            .map(|(path, _)| {
+                path.rsplit_once('/')
+                    .map_or(String::new(), |(d, _)| d.to_string())
+            })
+            .collect(),
+        Target::Parquet(table) => table.live_partitions().await?,
+    })
+}
+
 /// The SQL without `--` comments (outside string literals), with runs of whitespace made one
 /// space.
 fn normalised_sql(sql: &str) -> String {
@@ -256,16 +274,28 @@ fn normalised_sql(sql: &str) -> String {
 
 /// The last committed run of `job` with `params`, when its inputs key is `key` and no later
 /// version rewrote a partition it wrote (maintenance that only compacts, `OPTIMIZE`, does not
-/// count). Reads the log newest first and stops at that run.
+/// count). Reads the log newest first and stops at that run; `partitions`, the run's own when
+/// known, lets a run of partitions the table does not hold skip reading the log.
 pub async fn last_unchanged(
     target: &Target,
     job: &str,
     params: &BTreeMap<String, String>,
     key: &str,
+    partitions: Option<&BTreeMap<String, String>>,
 ) -> Result<Option<Unchanged>> {
     let Some(latest) = target.version().await? else {
         return Ok(None);
     };
+    // The partitions this run would write are known and the table holds none of them: there
+    // is nothing to repeat, and no need to read the log for it.
+    if let Some(partitions) = partitions
+        && !partitions.is_empty()
+    {
+        let live = live_partitions(target).await?;
+        if !partitions.keys().any(|p| live.contains(p)) {
+            return Ok(None);
+        }
+    }
     let params = serde_json::to_value(params).expect("parameters serialise");
     let mut touched_since: BTreeSet<String> = BTreeSet::new();
     let first = match target {

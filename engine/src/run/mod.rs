@@ -234,9 +234,14 @@ pub async fn run(job: &JobSpec, options: &RunOptions) -> Result<RunReport> {
             manifest.timings.total_ms = millis(started.elapsed());
             manifest
         };
-        if let Some(found) =
-            incremental::last_unchanged(&target, &job.name, &manifest.params, &manifest.inputs_key)
-                .await?
+        if let Some(found) = incremental::last_unchanged(
+            &target,
+            &job.name,
+            &manifest.params,
+            &manifest.inputs_key,
+            partition_keys.as_ref().map(|_| &prepared.partition_keys),
+        )
+        .await?
         {
             tracing::info!(job = %job.name, version = found.version, run_id = %found.run_id, "unchanged since that run: same input files, models, query and parameters; nothing to do");
             return Ok(RunReport {
