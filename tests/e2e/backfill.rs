@@ -40,6 +40,18 @@ fn backfill(dir: &Path, range: &str, extra: &[&str]) -> Run {
     run(&args)
 }
 
+/// Changes the inputs of 2026-11-23 and 2026-11-25: their files replaced by 2026-11-21's rows.
+fn change_two_days(dir: &Path) {
+    let features = dir.join("data/features");
+    for day in ["2026-11-23", "2026-11-25"] {
+        std::fs::copy(
+            features.join("ds=2026-11-21/part-0.parquet"),
+            features.join(format!("ds={day}/part-0.parquet")),
+        )
+        .expect("replace the day's file");
+    }
+}
+
 /// Points the demo job at fresh output and rejects tables, for a full run to compare with.
 fn write_to_fresh_tables(dir: &Path) {
     let job = dir.join("churn.toml");
@@ -116,14 +128,7 @@ fn a_backfill_rescores_only_the_days_whose_inputs_changed() {
     assert_eq!(delta_version(&out), before);
 
     // Two days' inputs change (their files replaced by another day's rows).
-    let features = dir.path().join("data/features");
-    for day in ["2026-11-23", "2026-11-25"] {
-        std::fs::copy(
-            features.join("ds=2026-11-21/part-0.parquet"),
-            features.join(format!("ds={day}/part-0.parquet")),
-        )
-        .expect("replace the day's file");
-    }
+    change_two_days(dir.path());
     let incremental = backfill(dir.path(), &format!("ds={WEEK}"), &["--skip-unchanged"])
         .assert_ok()
         .json();
@@ -313,14 +318,7 @@ fn one_run_over_many_partitions_rescores_only_those_whose_inputs_changed() {
     assert_eq!(first["partition_keys"].as_object().expect("keys").len(), 7);
     assert_eq!(run(&week).assert_ok().json()["status"], "skipped_unchanged");
 
-    let features = dir.path().join("data/features");
-    for day in ["2026-11-23", "2026-11-25"] {
-        std::fs::copy(
-            features.join("ds=2026-11-21/part-0.parquet"),
-            features.join(format!("ds={day}/part-0.parquet")),
-        )
-        .expect("replace the day's file");
-    }
+    change_two_days(dir.path());
     let partial = run(&week).assert_ok().json();
     assert_eq!(partial["status"], "committed");
     assert_eq!(

@@ -98,22 +98,15 @@ impl Tally {
                     self.joint = vec![0; BINS * BINS];
                 }
                 for i in 0..rows {
-                    match (a.is_valid(i), b.is_valid(i)) {
-                        (false, false) => {
-                            self.both_null += 1;
-                            self.equal += 1;
-                        }
-                        (true, true) => {
-                            let (x, y) = (a.value(i), b.value(i));
-                            let d = (x - y).abs();
-                            self.numeric += 1;
-                            self.sum_abs_diff += d;
-                            self.max_abs_diff = self.max_abs_diff.max(d);
-                            self.equal += u64::from(x == y);
-                            self.flips += u64::from((x >= 0.5) != (y >= 0.5));
-                            self.joint[bin(x) * BINS + bin(y)] += 1;
-                        }
-                        _ => self.one_null += 1,
+                    if self.both_scored(a.is_valid(i), b.is_valid(i)) {
+                        let (x, y) = (a.value(i), b.value(i));
+                        let d = (x - y).abs();
+                        self.numeric += 1;
+                        self.sum_abs_diff += d;
+                        self.max_abs_diff = self.max_abs_diff.max(d);
+                        self.equal += u64::from(x == y);
+                        self.flips += u64::from((x >= 0.5) != (y >= 0.5));
+                        self.joint[bin(x) * BINS + bin(y)] += 1;
                     }
                 }
             }
@@ -121,22 +114,28 @@ impl Tally {
                 let (a, b) = (cast(a, &DataType::Utf8)?, cast(b, &DataType::Utf8)?);
                 let (a, b) = (a.as_string::<i32>(), b.as_string::<i32>());
                 for i in 0..rows {
-                    match (a.is_valid(i), b.is_valid(i)) {
-                        (false, false) => {
-                            self.both_null += 1;
-                            self.equal += 1;
-                        }
-                        (true, true) => {
-                            let same = a.value(i) == b.value(i);
-                            self.equal += u64::from(same);
-                            self.flips += u64::from(!same);
-                        }
-                        _ => self.one_null += 1,
+                    if self.both_scored(a.is_valid(i), b.is_valid(i)) {
+                        let same = a.value(i) == b.value(i);
+                        self.equal += u64::from(same);
+                        self.flips += u64::from(!same);
                     }
                 }
             }
         }
         Ok(())
+    }
+
+    /// Counts a pair's NULLs; true when both models scored the row.
+    fn both_scored(&mut self, a: bool, b: bool) -> bool {
+        match (a, b) {
+            (true, true) => return true,
+            (false, false) => {
+                self.both_null += 1;
+                self.equal += 1;
+            }
+            _ => self.one_null += 1,
+        }
+        false
     }
 
     /// Adds `other` into `self`.
