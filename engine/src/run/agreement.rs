@@ -82,6 +82,8 @@ impl Tally {
     pub fn add(&mut self, a: &ArrayRef, b: &ArrayRef) -> arrow::error::Result<()> {
         let rows = a.len().min(b.len());
         self.rows += rows as u64;
+        // An integer output is a label: it flips when it changes, not when it crosses 0.5.
+        let labels = a.data_type().is_integer() && b.data_type().is_integer();
         let numeric = |c: &ArrayRef| -> arrow::error::Result<Option<ArrayRef>> {
             Ok(match c.data_type() {
                 t if t.is_numeric() => Some(cast(c, &DataType::Float64)?),
@@ -105,7 +107,11 @@ impl Tally {
                         self.sum_abs_diff += d;
                         self.max_abs_diff = self.max_abs_diff.max(d);
                         self.equal += u64::from(x == y);
-                        self.flips += u64::from((x >= 0.5) != (y >= 0.5));
+                        self.flips += u64::from(if labels {
+                            x != y
+                        } else {
+                            (x >= 0.5) != (y >= 0.5)
+                        });
                         self.joint[bin(x) * BINS + bin(y)] += 1;
                     }
                 }
@@ -320,6 +326,16 @@ mod tests {
         let mut r = Tally::default();
         r.add(&a, &reversed).unwrap();
         assert!((r.agreement().rank_correlation.unwrap() + 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn integer_labels_flip_when_they_change() {
+        let a: ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![0, 1, 2, 2]));
+        let b: ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![0, 2, 1, 2]));
+        let mut t = Tally::default();
+        t.add(&a, &b).unwrap();
+        // 1 → 2 and 2 → 1 stay on the same side of 0.5, and are flips all the same.
+        assert_eq!(t.agreement().label_flip_share, 0.5);
     }
 
     #[test]
