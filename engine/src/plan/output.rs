@@ -75,9 +75,15 @@ pub fn check_columns(job: &JobSpec, schema: &DFSchema) -> Result<()> {
 
 /// Checks the output location and the run's schema against the table: the location is a folder,
 /// a new table starts in a folder that holds nothing scorch did not write, and the schema is the
-/// committed one unless `[output] schema_mode` allows the change. Returns whether the run
-/// changes the table's schema.
-pub async fn check_table(job: &JobSpec, target: &Target, schema: &Schema) -> Result<bool> {
+/// committed one unless `[output] schema_mode` allows the change. `key` names the location in
+/// messages (`output.url`, or `shadow.url` for a shadow table). Returns whether the run changes
+/// the table's schema.
+pub async fn check_table(
+    job: &JobSpec,
+    key: &str,
+    target: &Target,
+    schema: &Schema,
+) -> Result<bool> {
     let job_error = |message: String| Error::JobFile {
         path: job.path.clone(),
         message,
@@ -86,7 +92,7 @@ pub async fn check_table(job: &JobSpec, target: &Target, schema: &Schema) -> Res
     let probe = Table::new(location.clone(), target_store(target));
     if let Some(what) = probe.is_not_a_folder().await? {
         return Err(job_error(format!(
-            "output.url {location}: {what}; the output is a folder (a table)"
+            "{key} {location}: {what}; the output is a folder (a table)"
         )));
     }
     if !target.has_commits().await? {
@@ -98,8 +104,8 @@ pub async fn check_table(job: &JobSpec, target: &Target, schema: &Schema) -> Res
             .collect();
         if !foreign.is_empty() {
             return Err(job_error(format!(
-                "output.url {location} is not empty and holds files scorch did not write ({}); \
-                 a new table starts in an empty folder: choose another output.url, or move \
+                "{key} {location} is not empty and holds files scorch did not write ({}); \
+                 a new table starts in an empty folder: choose another {key}, or move \
                  those files away",
                 foreign.join(", ")
             )));

@@ -40,7 +40,7 @@ pub async fn validate(job: &JobSpec, options: &RunOptions) -> Result<ValidateRep
     let stamped = output::stamped_arrow_schema(schema);
     let store = prepared.stores.store(&job.output.location)?;
     let target = Target::open(&job.output.location, job.output.format, store).await?;
-    output::check_table(job, &target, &stamped).await?;
+    output::check_table(job, "output.url", &target, &stamped).await?;
     let table_schema = output::table_schema(job.output.format, &stamped)?;
 
     let mut sources = BTreeMap::new();

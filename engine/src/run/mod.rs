@@ -184,7 +184,7 @@ pub async fn run(job: &JobSpec, options: &RunOptions) -> Result<RunReport> {
                 .insert(source.name.clone(), columns(&table.schema()));
         }
     }
-    let schema_changes = output::check_table(job, &target, &stamped_schema).await?;
+    let schema_changes = output::check_table(job, "output.url", &target, &stamped_schema).await?;
     let recovered = match &target {
         Target::Parquet(table) => table.recover().await?,
         Target::Delta(_) => None,
@@ -411,7 +411,7 @@ async fn open_shadow(
     };
     let store = prepared.stores.store(&config.location)?;
     let target = Target::open(&config.location, OutputFormat::Delta, store).await?;
-    output::check_table(job, &target, schema).await?;
+    output::check_table(job, "shadow.url", &target, schema).await?;
     let Target::Delta(mut table) = target else {
         return Err(Error::Table {
             output: config.location.to_string(),
