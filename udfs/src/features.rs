@@ -55,8 +55,16 @@ pub fn accepts(expected: FeatureType, actual: &DataType) -> bool {
 pub enum Precision {
     /// `f32`: neural networks.
     F32,
-    /// `f64`: tree ensembles, whose thresholds are compared in double precision.
+    /// `f64`: models that compute in double precision.
     F64,
+    /// Tree ensembles, whose tests give the same answers in either precision when every value
+    /// is exact in `f32`: `f32` when `single` (the model compares in single precision itself,
+    /// as XGBoost does) or every numeric input column holds only `f32`-exact values (`Float32`,
+    /// small integers, booleans), `f64` otherwise. Contracts are checked in double precision.
+    Splits {
+        /// The model rounds every value to `f32` before its tests.
+        single: bool,
+    },
 }
 
 /// What happens to a row with a missing (NULL or NaN) numeric feature.
@@ -226,13 +234,20 @@ impl FeatureMatrix {
 
         // Pass 2: gather the valid rows, row-major; missing values become NaN.
         let cols = numeric_columns.len();
-        let numeric = match precision {
-            Precision::F64 => {
+        let single = match precision {
+            Precision::F32 => true,
+            Precision::F64 => false,
+            Precision::Splits { single } => {
+                single || numeric_columns.iter().all(NumericColumn::exact_in_f32)
+            }
+        };
+        let numeric = match single {
+            false => {
                 let mut data = vec![0f64; scored * cols];
                 gather(&numeric_columns, rows.as_deref(), &mut data, scored);
                 Numeric::F64(data)
             }
-            Precision::F32 => {
+            true => {
                 let mut data = vec![0f32; scored * cols];
                 gather(&numeric_columns, rows.as_deref(), &mut data, scored);
                 Numeric::F32(data)
@@ -294,24 +309,47 @@ impl FeatureMatrix {
 const GATHER_BLOCK: usize = 256;
 
 /// One numeric input column, read in its own precision where Arrow allows (`Float32` and
-/// `Float64` are used in place; other numeric types are cast to `Float64`).
+/// `Float64` are used in place; other numeric types are cast to `Float64`, remembering whether
+/// their values were all exact in `f32`).
 enum NumericColumn {
     F32(ArrayRef),
-    F64(ArrayRef),
+    F64 { array: ArrayRef, exact_in_f32: bool },
 }
 
 impl NumericColumn {
     fn try_new(array: &ArrayRef) -> Result<Self> {
+        let exact_in_f32 = matches!(
+            array.data_type(),
+            DataType::Boolean
+                | DataType::Int8
+                | DataType::Int16
+                | DataType::UInt8
+                | DataType::UInt16
+        );
         Ok(match array.data_type() {
             DataType::Float32 => Self::F32(array.clone()),
-            DataType::Float64 => Self::F64(array.clone()),
-            _ => Self::F64(cast(array, &DataType::Float64)?),
+            DataType::Float64 => Self::F64 {
+                array: array.clone(),
+                exact_in_f32,
+            },
+            _ => Self::F64 {
+                array: cast(array, &DataType::Float64)?,
+                exact_in_f32,
+            },
         })
+    }
+
+    /// Whether every value of the column's type is exact in `f32`.
+    fn exact_in_f32(&self) -> bool {
+        match self {
+            Self::F32(_) => true,
+            Self::F64 { exact_in_f32, .. } => *exact_in_f32,
+        }
     }
 
     fn array(&self) -> &ArrayRef {
         match self {
-            Self::F32(a) | Self::F64(a) => a,
+            Self::F32(a) | Self::F64 { array: a, .. } => a,
         }
     }
 
@@ -329,7 +367,7 @@ impl NumericColumn {
     ) {
         let representable = match precision {
             Precision::F32 => f64::from(f32::MAX),
-            Precision::F64 => f64::MAX,
+            Precision::F64 | Precision::Splits { .. } => f64::MAX,
         };
         let min = spec.min.unwrap_or(f64::NEG_INFINITY);
         let max = spec.max.unwrap_or(f64::INFINITY);
@@ -360,7 +398,7 @@ impl NumericColumn {
                 rejected,
                 |v| classify(f64::from(v)),
             ),
-            Self::F64(a) => check_values(
+            Self::F64 { array: a, .. } => check_values(
                 a.as_primitive::<Float64Type>().values(),
                 nulls.as_ref(),
                 null,
@@ -389,7 +427,7 @@ impl NumericColumn {
                 cols,
                 c,
             ),
-            Self::F64(a) => gather_values(
+            Self::F64 { array: a, .. } => gather_values(
                 a.as_primitive::<Float64Type>().values(),
                 rows,
                 (start, end),
@@ -536,7 +574,9 @@ pub fn f32_values(array: &ArrayRef) -> Result<Vec<f32>> {
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::{BooleanArray, Float64Array, Int32Array, Int64Array, StringArray};
+    use arrow::array::{
+        BooleanArray, Float32Array, Float64Array, Int16Array, Int32Array, Int64Array, StringArray,
+    };
 
     use super::*;
 
@@ -597,6 +637,47 @@ mod tests {
         );
         assert_eq!(counts.inputs["a"], 3);
         assert_eq!(counts.inputs["b"], 1);
+    }
+
+    #[test]
+    fn tree_features_are_gathered_in_single_precision_when_that_is_exact() {
+        let f32s: ArrayRef = Arc::new(Float32Array::from(vec![0.1f32, f32::NAN]));
+        let f64s: ArrayRef = Arc::new(Float64Array::from(vec![0.1, 1e39]));
+        let small: ArrayRef = Arc::new(Int16Array::from(vec![3, -4]));
+        let wide: ArrayRef = Arc::new(Int64Array::from(vec![1 << 40, 5]));
+        let inputs = [spec("a", None, None), spec("b", None, None)];
+        let gathered = |a: &ArrayRef, b: &ArrayRef, single: bool| {
+            FeatureMatrix::try_new(
+                "m",
+                &[a.clone(), b.clone()],
+                &inputs,
+                Precision::Splits { single },
+                MissingPolicy::PassNan,
+            )
+            .expect("valid")
+            .numeric
+        };
+        // NaN is not equal to itself: compare the bits.
+        let bits = |n: Numeric| -> Vec<u64> { n.to_f64().iter().map(|v| v.to_bits()).collect() };
+        let f32_and_small = gathered(&f32s, &small, false);
+        assert!(matches!(f32_and_small, Numeric::F32(_)));
+        assert_eq!(
+            bits(f32_and_small),
+            bits(Numeric::F32(vec![0.1, 3.0, f32::NAN, -4.0]))
+        );
+        let f32_and_f64 = gathered(&f32s, &f64s, false);
+        assert!(matches!(f32_and_f64, Numeric::F64(_)));
+        assert_eq!(
+            bits(f32_and_f64),
+            bits(Numeric::F64(vec![f64::from(0.1f32), 0.1, f64::NAN, 1e39]))
+        );
+        assert!(matches!(gathered(&small, &wide, false), Numeric::F64(_)));
+        // A model that rounds to single precision itself: f32, and 1e39 is scored (as
+        // infinity, as the model would see it), not refused as beyond the precision.
+        assert_eq!(
+            gathered(&small, &f64s, true),
+            Numeric::F32(vec![3.0, 0.1, -4.0, f32::INFINITY])
+        );
     }
 
     #[test]

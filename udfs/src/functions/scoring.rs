@@ -23,6 +23,7 @@ use crate::cache::ModelLoader;
 use crate::catalog::{ModelCatalog, ModelRef, ScorchOptions};
 use crate::error::Error;
 use crate::features::{FeatureMatrix, accepts};
+use crate::kernels::threads::Lease;
 use crate::package::{OutputSpec, OutputType};
 use crate::profile::{Profile, Sketch, count_ks};
 use crate::rejects;
@@ -291,7 +292,11 @@ impl Scorer {
             model.precision(),
             model.missing(),
         )?;
-        let values = model.predict(&features)?;
+        // The call's share of the cores, held while the model runs and binding every runtime's
+        // parallel loops.
+        let lease = Lease::take();
+        let values = lease.install(|| model.predict(&features))?;
+        drop(lease);
         if values.len() != model_ref.outputs.len() {
             return exec_err!(
                 "{function}('{name}'): the model returned {} outputs, {} are declared",

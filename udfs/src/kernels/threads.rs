@@ -6,9 +6,15 @@
 //! matrix multiplies do about twice the work of one two-threaded multiply). So each call takes a
 //! [`Lease`] for the duration of its work: with as many concurrent calls as cores, each gets one
 //! thread; a lone call (a single-file input, a small job) gets all of them.
+//!
+//! The call runs inside [`Lease::install`]: on a rayon pool of exactly its share of threads, so
+//! that every parallel loop in it (scorch's kernels, candle's CPU operators, the tokenizer's
+//! batch encoding) is bounded by the share, whatever thread count the library would pick itself.
+//! Runtimes split their work by [`rayon::current_num_threads`].
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 static ACTIVE: AtomicUsize = AtomicUsize::new(0);
 
@@ -56,14 +62,39 @@ impl Lease {
         self.threads
     }
 
-    /// The share as `gemm`'s parallelism setting.
-    pub fn parallelism(&self) -> ::gemm::Parallelism {
-        if self.threads > 1 {
-            ::gemm::Parallelism::Rayon(self.threads)
-        } else {
-            ::gemm::Parallelism::None
+    /// Runs `work` on a rayon pool of this lease's threads (the global pool when it has that
+    /// many): parallel iterators inside it use no more threads than the share.
+    pub fn install<R: Send>(&self, work: impl FnOnce() -> R + Send) -> R {
+        if rayon::current_num_threads() == self.threads {
+            return work();
+        }
+        match pool(self.threads) {
+            Some(pool) => pool.install(work),
+            // A pool that cannot start its threads: the work runs here, on the calling thread's
+            // pool.
+            None => work(),
         }
     }
+}
+
+/// The pool of `threads` threads, made once per size and kept for the process.
+fn pool(threads: usize) -> Option<Arc<rayon::ThreadPool>> {
+    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    let mut pools = POOLS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(pool) = pools.get(&threads) {
+        return Some(Arc::clone(pool));
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(move |i| format!("scorch-score-{threads}-{i}"))
+        .build()
+        .ok()?;
+    let pool = Arc::new(pool);
+    pools.insert(threads, Arc::clone(&pool));
+    Some(pool)
 }
 
 impl Drop for Lease {
@@ -101,6 +132,29 @@ mod tests {
             4,
             "a call after the others ended gets every core"
         );
-        assert!(matches!(third.parallelism(), ::gemm::Parallelism::Rayon(4)));
+    }
+
+    #[test]
+    fn work_inside_a_lease_runs_on_its_share_of_threads() {
+        static CALLS: AtomicUsize = AtomicUsize::new(0);
+        // Neither share equals the global pool, so both run on pools of their own.
+        let cores = 2 * (rayon::current_num_threads() + 1);
+        let alone = Lease::take_from(&CALLS, cores);
+        assert_eq!(alone.install(rayon::current_num_threads), cores);
+        let second = Lease::take_from(&CALLS, cores);
+        assert_eq!(second.install(rayon::current_num_threads), cores / 2);
+        // Parallel loops inside stay on the share's threads.
+        let names: std::collections::BTreeSet<String> = second.install(|| {
+            use rayon::prelude::*;
+            (0..64)
+                .into_par_iter()
+                .map(|_| {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    std::thread::current().name().unwrap_or("").to_string()
+                })
+                .collect()
+        });
+        assert!(names.len() <= cores / 2, "{names:?}");
+        assert!(names.iter().all(|n| n.starts_with("scorch-score-")));
     }
 }

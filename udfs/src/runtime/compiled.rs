@@ -2,12 +2,15 @@
 //!
 //! [`Ensemble`]'s node array is general (any comparison, category sets, leaves with several
 //! contributions) and walked with a branch per node, which the CPU mispredicts about half the
-//! time on real data. When an ensemble only has numeric splits and one contribution per leaf
-//! (XGBoost, LightGBM without categorical features, most ONNX ensembles), it is compiled here:
+//! time on real data. When an ensemble only has order tests and category sets and one
+//! contribution per leaf (XGBoost, LightGBM, most ONNX ensembles), it is compiled here:
 //!
 //! - every split becomes `x <= threshold` (a `<` test moves the threshold one float down; a `>`
 //!   or `>=` test also swaps the children), with the direction of missing values folded into one
 //!   bit, so a step is one comparison and a little bit arithmetic;
+//! - a category split (LightGBM's bitsets) is a bit test on the value's integer category, chosen
+//!   beside the comparison by a select, so an ensemble with category splits keeps the same
+//!   branch-free walk (only such ensembles pay for the second test);
 //! - each node's children are adjacent: the next node is `first + (the test failed)`, with no
 //!   branch; leaves point to themselves, so every tree is walked exactly its depth in steps;
 //! - [`LANES`] rows walk the same tree together, so the CPU overlaps their independent chains of
@@ -15,7 +18,9 @@
 //! - when every feature value is a single-precision float (Parquet `FLOAT` columns, and always
 //!   for XGBoost, which compares in single precision), thresholds and features are `f32`: the
 //!   threshold is rounded to the float that gives every `f32` input the same answer as the
-//!   double-precision test, so results do not change, and the data is half the size.
+//!   double-precision test, so results do not change, and the data is half the size. The feature
+//!   gather knows the column types ([`crate::features::Precision::Splits`]) and hands such rows
+//!   over as `f32` directly; `f64` rows are checked here.
 //!
 //! Predictions are bit-identical to [`Ensemble::accumulate`]'s: the same decisions, the leaves
 //! added in the same order in double precision.
@@ -28,7 +33,9 @@ pub const LANES: usize = 8;
 pub const BLOCK_ROWS: usize = 64;
 
 /// Feature bits of [`FlatNode::feature`].
-const FEATURE: u32 = (1 << 30) - 1;
+const FEATURE: u32 = (1 << 29) - 1;
+/// A category split: the threshold's bits are an index into [`Flat::sets`].
+const SET: u32 = 1 << 29;
 /// Missing values (and zeros, under [`ZERO_MISSING`]) pass the test.
 const DEFAULT_PASS: u32 = 1 << 31;
 /// Values within 1e-35 of zero are missing (LightGBM's missing type "Zero").
@@ -38,8 +45,28 @@ const ZERO_MISSING: u32 = 1 << 30;
 pub trait Value: Copy + PartialOrd + std::fmt::Debug + Send + Sync {
     /// Whether the value is NaN.
     fn nan(self) -> bool;
-    /// Whether `|value| <= 1e-35`.
-    fn near_zero(self) -> bool;
+    /// The value in double precision (exact).
+    fn wide(self) -> f64;
+    /// A value whose bits hold `index` (a category split's set, in place of a threshold).
+    fn from_index(index: u32) -> Self;
+    /// The index [`Value::from_index`] stored.
+    fn index(self) -> u32;
+
+    /// Whether `|value| <= 1e-35`, in double precision as the general walk tests it.
+    #[inline(always)]
+    fn near_zero(self) -> bool {
+        self.wide().abs() <= 1e-35
+    }
+    /// Whether the value is below zero.
+    #[inline(always)]
+    fn negative(self) -> bool {
+        self.wide() < 0.0
+    }
+    /// The integer category of a value that is not negative or NaN (truncated, saturating).
+    #[inline(always)]
+    fn category(self) -> u64 {
+        self.wide() as u64
+    }
 }
 
 impl Value for f32 {
@@ -48,8 +75,15 @@ impl Value for f32 {
         self.is_nan()
     }
     #[inline(always)]
-    fn near_zero(self) -> bool {
-        self.abs() <= 1e-35
+    fn wide(self) -> f64 {
+        f64::from(self)
+    }
+    fn from_index(index: u32) -> Self {
+        f32::from_bits(index)
+    }
+    #[inline(always)]
+    fn index(self) -> u32 {
+        self.to_bits()
     }
 }
 
@@ -59,8 +93,15 @@ impl Value for f64 {
         self.is_nan()
     }
     #[inline(always)]
-    fn near_zero(self) -> bool {
-        self.abs() <= 1e-35
+    fn wide(self) -> f64 {
+        self
+    }
+    fn from_index(index: u32) -> Self {
+        f64::from_bits(u64::from(index))
+    }
+    #[inline(always)]
+    fn index(self) -> u32 {
+        self.to_bits() as u32
     }
 }
 
@@ -82,6 +123,13 @@ struct FlatTree {
     output: u32,
 }
 
+/// A category set: `len` words of [`Flat::bitsets`] from `start`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Set {
+    start: u32,
+    len: u32,
+}
+
 /// The trees in one precision.
 #[derive(Debug, Clone, PartialEq)]
 struct Flat<T> {
@@ -91,6 +139,13 @@ struct Flat<T> {
     trees: Vec<FlatTree>,
     /// Whether any node treats zeros as missing.
     zero_missing: bool,
+    /// Whether any node is a category split.
+    category_splits: bool,
+    /// The category sets; the first is empty (for empty sets, and the order tests' ignored
+    /// set test).
+    sets: Vec<Set>,
+    /// The sets' words; the first is a zero word that the empty set points at.
+    bitsets: Vec<u32>,
 }
 
 /// The compiled ensemble, in both precisions.
@@ -133,8 +188,8 @@ fn normalize(cond: Cond, threshold: f64) -> Option<(f64, f32, bool)> {
 }
 
 impl Compiled {
-    /// Compiles `e`, or `None` when it has a split or leaf this layout cannot express (category
-    /// sets, equality tests, leaves with several contributions, averaged forests).
+    /// Compiles `e`, or `None` when it has a split or leaf this layout cannot express (equality
+    /// tests, leaves with several contributions, averaged forests).
     pub fn try_from_ensemble(e: &Ensemble) -> Option<Self> {
         if e.average || e.features > FEATURE as usize {
             return None;
@@ -175,6 +230,54 @@ impl Compiled {
                         };
                         narrow.values[slot_index] = value;
                         wide.values[slot_index] = value;
+                    }
+                    Node::Split {
+                        feature,
+                        cond: Cond::InSet { start, len },
+                        missing,
+                        default_left,
+                        left,
+                        right,
+                        ..
+                    } => {
+                        let words = e
+                            .bitsets
+                            .get(start as usize..(start as usize + len as usize))?;
+                        // A NaN compared as 0 goes where the category 0 goes.
+                        let zero_in_set = words.first().is_some_and(|w| w & 1 == 1);
+                        let default_pass = match missing {
+                            Missing::NanAsZero => zero_in_set,
+                            Missing::Nan | Missing::NanOrZero => default_left,
+                        };
+                        let zero = if missing == Missing::NanOrZero {
+                            ZERO_MISSING
+                        } else {
+                            0
+                        };
+                        let bits =
+                            feature | SET | zero | if default_pass { DEFAULT_PASS } else { 0 };
+                        let set = narrow.push_set(words);
+                        wide.push_set(words);
+                        let first = wide.nodes.len() as u32;
+                        for _ in 0..2 {
+                            narrow.push_placeholder();
+                            wide.push_placeholder();
+                        }
+                        narrow.nodes[slot_index] = FlatNode {
+                            threshold: f32::from_index(set),
+                            feature: bits,
+                            first,
+                        };
+                        wide.nodes[slot_index] = FlatNode {
+                            threshold: f64::from_index(set),
+                            feature: bits,
+                            first,
+                        };
+                        let zero_missing = missing == Missing::NanOrZero;
+                        narrow.zero_missing |= zero_missing;
+                        wide.zero_missing |= zero_missing;
+                        stack.push((right, first + 1, d + 1));
+                        stack.push((left, first, d + 1));
                     }
                     Node::Split {
                         feature,
@@ -245,7 +348,13 @@ impl Compiled {
 
     /// Adds every tree's leaf to the margins of `rows` rows (`features` row-major, `cols` wide;
     /// `margins` row-major, `outputs` wide).
-    pub fn accumulate(&self, features: &[f64], cols: usize, outputs: usize, margins: &mut [f64]) {
+    pub fn accumulate_f64(
+        &self,
+        features: &[f64],
+        cols: usize,
+        outputs: usize,
+        margins: &mut [f64],
+    ) {
         let single = self.round_to_f32
             || features.iter().fold(true, |all, x| {
                 all & (f64::from(*x as f32) == *x || x.is_nan())
@@ -257,6 +366,18 @@ impl Compiled {
             self.wide.accumulate(features, cols, outputs, margins);
         }
     }
+
+    /// [`Compiled::accumulate_f64`] of single-precision rows: the `f32` walk, with no check or
+    /// copy.
+    pub fn accumulate_f32(
+        &self,
+        features: &[f32],
+        cols: usize,
+        outputs: usize,
+        margins: &mut [f64],
+    ) {
+        self.narrow.accumulate(features, cols, outputs, margins);
+    }
 }
 
 impl<T: Value> Flat<T> {
@@ -266,7 +387,24 @@ impl<T: Value> Flat<T> {
             values: Vec::with_capacity(e.nodes.len()),
             trees: Vec::with_capacity(e.roots.len()),
             zero_missing: false,
+            category_splits: false,
+            sets: vec![Set { start: 0, len: 0 }],
+            bitsets: vec![0],
         }
+    }
+
+    /// Adds a category set of `words`, returning its index (0, the empty set, for no words).
+    fn push_set(&mut self, words: &[u32]) -> u32 {
+        self.category_splits = true;
+        if words.is_empty() {
+            return 0;
+        }
+        self.sets.push(Set {
+            start: self.bitsets.len() as u32,
+            len: words.len() as u32,
+        });
+        self.bitsets.extend_from_slice(words);
+        (self.sets.len() - 1) as u32
     }
 
     fn push_placeholder(&mut self)
@@ -282,14 +420,21 @@ impl<T: Value> Flat<T> {
     }
 
     fn accumulate(&self, x: &[T], cols: usize, outputs: usize, margins: &mut [f64]) {
-        if self.zero_missing {
-            self.walk::<true>(x, cols, outputs, margins);
-        } else {
-            self.walk::<false>(x, cols, outputs, margins);
+        match (self.zero_missing, self.category_splits) {
+            (false, false) => self.walk::<false, false>(x, cols, outputs, margins),
+            (true, false) => self.walk::<true, false>(x, cols, outputs, margins),
+            (false, true) => self.walk::<false, true>(x, cols, outputs, margins),
+            (true, true) => self.walk::<true, true>(x, cols, outputs, margins),
         }
     }
 
-    fn walk<const ZERO: bool>(&self, x: &[T], cols: usize, outputs: usize, margins: &mut [f64]) {
+    fn walk<const ZERO: bool, const SETS: bool>(
+        &self,
+        x: &[T],
+        cols: usize,
+        outputs: usize,
+        margins: &mut [f64],
+    ) {
         let rows = margins.len() / outputs.max(1);
         for block in (0..rows).step_by(BLOCK_ROWS) {
             let end = (block + BLOCK_ROWS).min(rows);
@@ -297,14 +442,14 @@ impl<T: Value> Flat<T> {
                 let out = tree.output as usize;
                 let mut r = block;
                 while r + LANES <= end {
-                    let leaves = self.walk_lanes::<LANES, ZERO>(tree, x, r, cols);
+                    let leaves = self.walk_lanes::<LANES, ZERO, SETS>(tree, x, r, cols);
                     for (lane, leaf) in leaves.iter().enumerate() {
                         margins[(r + lane) * outputs + out] += self.values[*leaf as usize];
                     }
                     r += LANES;
                 }
                 while r < end {
-                    let [leaf] = self.walk_lanes::<1, ZERO>(tree, x, r, cols);
+                    let [leaf] = self.walk_lanes::<1, ZERO, SETS>(tree, x, r, cols);
                     margins[r * outputs + out] += self.values[leaf as usize];
                     r += 1;
                 }
@@ -314,7 +459,7 @@ impl<T: Value> Flat<T> {
 
     /// Walks rows `r..r + L` through `tree`, returning the leaf each reaches.
     #[inline(always)]
-    fn walk_lanes<const L: usize, const ZERO: bool>(
+    fn walk_lanes<const L: usize, const ZERO: bool, const SETS: bool>(
         &self,
         tree: &FlatTree,
         x: &[T],
@@ -333,10 +478,29 @@ impl<T: Value> Flat<T> {
                 } else {
                     v.nan()
                 };
+                let test = if SETS {
+                    // Both tests, then a select: an order test reads the empty set 0.
+                    let is_set = n.feature & SET != 0;
+                    let set = self.sets[if is_set {
+                        n.threshold.index() as usize
+                    } else {
+                        0
+                    }];
+                    let category = v.category();
+                    let word = category / 32;
+                    let last = u64::from(set.len.saturating_sub(1));
+                    let bits = self.bitsets[set.start as usize + word.min(last) as usize];
+                    let in_set = !v.negative()
+                        & (word < u64::from(set.len))
+                        & ((bits >> (category % 32)) & 1 == 1);
+                    if is_set { in_set } else { v <= n.threshold }
+                } else {
+                    v <= n.threshold
+                };
                 let passes = if missing {
                     n.feature & DEFAULT_PASS != 0
                 } else {
-                    v <= n.threshold
+                    test
                 };
                 at[lane] = n.first + u32::from(!passes);
             }
@@ -365,8 +529,15 @@ mod tests {
         }
     }
 
-    /// A random ensemble of unbalanced trees mixing every numeric test and missing rule.
-    fn random_ensemble(rng: &mut Lcg, trees: usize, features: usize, outputs: usize) -> Ensemble {
+    /// A random ensemble of unbalanced trees mixing every numeric test, category sets (when
+    /// `sets`) and every missing rule.
+    fn random_ensemble(
+        rng: &mut Lcg,
+        trees: usize,
+        features: usize,
+        outputs: usize,
+        sets: bool,
+    ) -> Ensemble {
         let mut e = Ensemble {
             outputs,
             base: vec![0.0; outputs],
@@ -374,14 +545,26 @@ mod tests {
             features,
             ..Default::default()
         };
-        fn grow(e: &mut Ensemble, rng: &mut Lcg, depth: u32, output: u32) -> u32 {
+        fn grow(e: &mut Ensemble, rng: &mut Lcg, depth: u32, output: u32, sets: bool) -> u32 {
             if depth == 0 || rng.next().is_multiple_of(5) {
                 let v = rng.unit() - 0.5;
                 return e.push_leaf(&[(output, v)]);
             }
-            let left = grow(e, rng, depth - 1, output);
-            let right = grow(e, rng, depth - 1, output);
-            let cond = [Cond::Lt, Cond::Le, Cond::Gt, Cond::Ge][(rng.next() % 4) as usize];
+            let left = grow(e, rng, depth - 1, output, sets);
+            let right = grow(e, rng, depth - 1, output, sets);
+            let cond = if sets && rng.next().is_multiple_of(3) {
+                // Sets of 0 to 2 words: categories up to 63, the values' grid (scaled) and
+                // beyond.
+                let start = e.bitsets.len() as u32;
+                let len = (rng.next() % 3) as u32;
+                for _ in 0..len {
+                    e.bitsets
+                        .push(rng.next() as u32 ^ ((rng.next() as u32) << 16));
+                }
+                Cond::InSet { start, len }
+            } else {
+                [Cond::Lt, Cond::Le, Cond::Gt, Cond::Ge][(rng.next() % 4) as usize]
+            };
             let missing =
                 [Missing::Nan, Missing::NanAsZero, Missing::NanOrZero][(rng.next() % 3) as usize];
             // Thresholds on a coarse grid, so that ties with the features happen.
@@ -398,7 +581,7 @@ mod tests {
             (e.nodes.len() - 1) as u32
         }
         for t in 0..trees {
-            let root = grow(&mut e, rng, 7, (t % outputs) as u32);
+            let root = grow(&mut e, rng, 7, (t % outputs) as u32, sets);
             e.roots.push(root);
         }
         e
@@ -407,12 +590,17 @@ mod tests {
     #[test]
     fn compiled_margins_equal_the_general_walk_bit_for_bit() {
         let mut rng = Lcg(7);
-        // (XGBoost's single-precision rule, outputs, features exact in f32): the last case takes
-        // the double-precision path.
-        for (round_to_f32, outputs, exact) in
-            [(false, 1, true), (true, 3, false), (false, 2, false)]
-        {
-            let mut e = random_ensemble(&mut rng, 40, 5, outputs);
+        // (XGBoost's single-precision rule, outputs, features exact in f32, category sets): the
+        // cases with inexact features and no rounding take the double-precision path.
+        for (round_to_f32, outputs, exact, sets) in [
+            (false, 1, true, false),
+            (true, 3, false, false),
+            (false, 2, false, false),
+            (false, 1, true, true),
+            (false, 2, false, true),
+            (true, 1, false, true),
+        ] {
+            let mut e = random_ensemble(&mut rng, 40, 5, outputs, sets);
             e.round_to_f32 = round_to_f32;
             e.validate("random").expect("valid");
             let compiled = Compiled::try_from_ensemble(&e).expect("numeric splits compile");
@@ -425,7 +613,13 @@ mod tests {
                     1 => 0.0,
                     2 => -0.0,
                     3 => 1e-36,
+                    // Above 1e-35 by a little: not missing under LightGBM's "Zero" rule.
+                    8 => f64::from(1e-35f32),
                     4 => ((rng.next() % 9) as f64 / 4.0 - 1.0).next_up(),
+                    // Categories: small integers, fractions, beyond every set, huge.
+                    5 if sets => (rng.next() % 70) as f64,
+                    6 if sets => (rng.next() % 70) as f64 + 0.5,
+                    7 if sets => 1e20,
                     _ => {
                         (rng.next() % 9) as f64 / 4.0 - 1.0
                             + if rng.next().is_multiple_of(2) {
@@ -447,13 +641,21 @@ mod tests {
                 );
             }
             let mut got = vec![0f64; rows * outputs];
-            compiled.accumulate(&features, 5, outputs, &mut got);
+            compiled.accumulate_f64(&features, 5, outputs, &mut got);
             assert_eq!(got, want);
+            if exact {
+                // The same rows handed over in single precision, as the gather does for
+                // `Float32` columns.
+                let narrow: Vec<f32> = features.iter().map(|x| *x as f32).collect();
+                let mut got = vec![0f64; rows * outputs];
+                compiled.accumulate_f32(&narrow, 5, outputs, &mut got);
+                assert_eq!(got, want);
+            }
         }
     }
 
     #[test]
-    fn category_sets_and_averaged_forests_are_not_compiled() {
+    fn equality_tests_and_averaged_forests_are_not_compiled() {
         let mut e = Ensemble {
             outputs: 1,
             base: vec![0.0],
@@ -473,6 +675,11 @@ mod tests {
             right: b,
         });
         e.roots.push(2);
+        assert!(Compiled::try_from_ensemble(&e).is_some());
+        let Node::Split { cond, .. } = &mut e.nodes[2] else {
+            unreachable!("node 2 is the split")
+        };
+        *cond = Cond::Eq;
         assert!(Compiled::try_from_ensemble(&e).is_none());
         e.nodes[2] = Node::Split {
             feature: 0,

@@ -15,7 +15,6 @@ use tokenizers::{Encoding, Tokenizer, TruncationDirection, TruncationParams, Tru
 
 use crate::error::{Error, Result};
 use crate::features::FeatureMatrix;
-use crate::kernels::threads::Lease;
 use crate::package::{ModelPackage, Pooling};
 use crate::runtime::encoder::{Encoder, EncoderShape, HiddenAct, Sequence};
 use crate::runtime::{Model, OutputColumn};
@@ -188,10 +187,10 @@ impl EmbedderModel {
                 row.iter_mut().for_each(|v| *v /= norm);
             }
         };
-        let lease = Lease::take();
-        if lease.threads() > 1 && sequences.len() > 1 {
-            // Contiguous shares of the texts, one per thread.
-            let share = sequences.len().div_ceil(lease.threads());
+        let threads = rayon::current_num_threads();
+        if threads > 1 && sequences.len() > 1 {
+            // Contiguous shares of the texts, one per thread of the call's lease.
+            let share = sequences.len().div_ceil(threads);
             sequences
                 .par_chunks(share)
                 .zip(out.par_chunks_mut(share * dim))

@@ -12,7 +12,6 @@ use crate::error::{Error, Result};
 use crate::features::FeatureMatrix;
 use crate::kernels::dense::Dense;
 use crate::kernels::math;
-use crate::kernels::threads::Lease;
 use crate::package::{Activation, ModelPackage, OutputSpec};
 use crate::runtime::{Model, OutputColumn, split_outputs};
 
@@ -125,7 +124,6 @@ fn forward_cpu(layers: &[Layer], input: &[f32], out: &mut [f32]) {
         return;
     };
     let (in_width, out_width) = (first.dense.fan_in, last.dense.fan_out);
-    let lease = Lease::take();
     let widest = layers.iter().map(|l| l.dense.fan_out).max().unwrap_or(0);
     let scratch = || {
         (
@@ -133,7 +131,7 @@ fn forward_cpu(layers: &[Layer], input: &[f32], out: &mut [f32]) {
             vec![0f32; BLOCK_ROWS * widest],
         )
     };
-    if lease.threads() > 1 {
+    if rayon::current_num_threads() > 1 {
         input
             .par_chunks(BLOCK_ROWS * in_width)
             .zip(out.par_chunks_mut(BLOCK_ROWS * out_width))

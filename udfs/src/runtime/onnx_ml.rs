@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor};
 use candle_onnx::onnx::{AttributeProto, NodeProto};
 
+use crate::features::Numeric;
 use crate::runtime::onnx::Value;
 use crate::runtime::trees::{Cond, Ensemble, Missing, Node, Transform};
 
@@ -607,8 +608,7 @@ impl MlOp {
             }
             MlOp::TreeRegressor { ensemble, post } => {
                 let (data, rows, cols) = f32_matrix(x)?;
-                let data: Vec<f64> = data.iter().map(|v| f64::from(*v)).collect();
-                let margins = ensemble.margins(&data, cols, rows);
+                let margins = ensemble.margins(&Numeric::F32(data), cols, rows);
                 let k = ensemble.outputs;
                 let mut out: Vec<f32> = margins.iter().map(|v| *v as f32).collect();
                 for r in 0..rows {
@@ -623,8 +623,7 @@ impl MlOp {
                 binary,
             } => {
                 let (data, rows, cols) = f32_matrix(x)?;
-                let data: Vec<f64> = data.iter().map(|v| f64::from(*v)).collect();
-                let margins = ensemble.margins(&data, cols, rows);
+                let margins = ensemble.margins(&Numeric::F32(data), cols, rows);
                 let k = ensemble.outputs;
                 let width = if *binary { 2 } else { k };
                 let mut scores = vec![0f32; rows * width];

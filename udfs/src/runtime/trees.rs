@@ -13,8 +13,7 @@ use std::sync::OnceLock;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::features::{FeatureMatrix, MissingPolicy, Precision};
-use crate::kernels::threads::Lease;
+use crate::features::{FeatureMatrix, MissingPolicy, Numeric, Precision};
 use crate::package::{ModelPackage, OutputSpec, OutputType};
 use crate::runtime::compiled::{self, Compiled};
 use crate::runtime::{Model, OutputColumn};
@@ -274,33 +273,29 @@ impl Ensemble {
         }
     }
 
-    /// Margins of every row, row-major `rows x outputs`.
-    pub fn margins(&self, features: &[f64], cols: usize, rows: usize) -> Vec<f64> {
+    /// Margins of every row, row-major `rows x outputs`, from row-major `features` (`cols`
+    /// wide). Single-precision features go straight to the compiled layout's `f32` walk.
+    pub fn margins(&self, features: &Numeric, cols: usize, rows: usize) -> Vec<f64> {
         let k = self.outputs;
         let compiled = self
             .compiled
             .get_or_init(|| Compiled::try_from_ensemble(self));
         if let Some(compiled) = compiled {
             let mut margins = vec![0f64; rows * k];
-            let lease = Lease::take();
-            let threads = lease.threads();
-            if threads > 1 && rows >= 2 * compiled::BLOCK_ROWS {
-                // Contiguous shares of whole blocks, one per thread.
-                let share = rows
-                    .div_ceil(threads)
-                    .next_multiple_of(compiled::BLOCK_ROWS);
-                features[..rows * cols]
-                    .par_chunks(share * cols)
-                    .zip(margins.par_chunks_mut(share * k))
-                    .for_each(|(x, m)| compiled.accumulate(x, cols, k, m));
-            } else {
-                compiled.accumulate(&features[..rows * cols], cols, k, &mut margins);
+            match features {
+                Numeric::F32(x) => in_shares(&x[..rows * cols], cols, k, &mut margins, |x, m| {
+                    compiled.accumulate_f32(x, cols, k, m)
+                }),
+                Numeric::F64(x) => in_shares(&x[..rows * cols], cols, k, &mut margins, |x, m| {
+                    compiled.accumulate_f64(x, cols, k, m)
+                }),
             }
             for row in margins.chunks_exact_mut(k) {
                 row.iter_mut().zip(&self.base).for_each(|(m, b)| *m += b);
             }
             return margins;
         }
+        let features = features.to_f64();
         let mut margins = vec![0f64; rows * k];
         let mut counts = vec![0u32; k];
         for r in 0..rows {
@@ -397,8 +392,7 @@ impl Ensemble {
     /// Scores a feature matrix into the declared outputs.
     pub fn predict(&self, features: &FeatureMatrix, outputs: &[OutputSpec]) -> Vec<OutputColumn> {
         let rows = features.scored_rows();
-        let data = features.numeric.to_f64();
-        let margins = self.margins(&data, features.cols, rows);
+        let margins = self.margins(&features.numeric, features.cols, rows);
         let k = self.outputs;
         let needs_prediction = outputs
             .iter()
@@ -453,6 +447,29 @@ impl Ensemble {
     }
 }
 
+/// Runs `walk` over contiguous shares of whole blocks of rows, one per thread of the current
+/// pool (the call's lease; `x` row-major, `cols` wide; `margins` row-major, `k` wide).
+fn in_shares<T: Sync>(
+    x: &[T],
+    cols: usize,
+    k: usize,
+    margins: &mut [f64],
+    walk: impl Fn(&[T], &mut [f64]) + Sync,
+) {
+    let rows = margins.len() / k.max(1);
+    let threads = rayon::current_num_threads();
+    if threads > 1 && rows >= 2 * compiled::BLOCK_ROWS {
+        let share = rows
+            .div_ceil(threads)
+            .next_multiple_of(compiled::BLOCK_ROWS);
+        x.par_chunks(share * cols)
+            .zip(margins.par_chunks_mut(share * k))
+            .for_each(|(x, m)| walk(x, m));
+    } else {
+        walk(x, margins);
+    }
+}
+
 /// A tree ensemble read from a library's model file (XGBoost, LightGBM), checked against its
 /// package's manifest: the same evaluator serves both.
 #[derive(Debug)]
@@ -491,7 +508,9 @@ impl Model for TreeModel {
     }
 
     fn precision(&self) -> Precision {
-        Precision::F64
+        Precision::Splits {
+            single: self.ensemble.round_to_f32,
+        }
     }
 
     fn missing(&self) -> MissingPolicy {
@@ -614,7 +633,7 @@ mod tests {
         let e = small();
         e.validate("t").expect("valid");
         let rows = [0.0, 2.0, 0.0, 2.5, 1.0, 0.0, f64::NAN, 0.0, 0.0, f64::NAN];
-        let m = e.margins(&rows, 2, 5);
+        let m = e.margins(&Numeric::F64(rows.to_vec()), 2, 5);
         // NaN on x0 follows the default (right); NaN on x1 compares as 0 (<= 2, left).
         assert_eq!(m, vec![1.5, 2.5, 3.5, 3.5, 1.5]);
     }
@@ -641,7 +660,8 @@ mod tests {
             right: no,
         });
         e.roots.push(2);
-        let m = e.margins(&[1.0, 2.0, 3.0, 32.0, 33.0, -1.0, f64::NAN, 64.0], 1, 8);
+        let x = vec![1.0, 2.0, 3.0, 32.0, 33.0, -1.0, f64::NAN, 64.0];
+        let m = e.margins(&Numeric::F64(x), 1, 8);
         assert_eq!(m, vec![1.0, -1.0, 1.0, 1.0, -1.0, -1.0, -1.0, -1.0]);
     }
 
