@@ -116,6 +116,14 @@ fn stamp_and_write(c: &mut Criterion) {
                     rejects: None,
                     rejected_at: 0,
                     shadow: None,
+                    constant_columns: if stamped {
+                        scorch_engine::run::stamps::STAMP_COLUMNS
+                            .iter()
+                            .map(|c| c.to_string())
+                            .collect()
+                    } else {
+                        Vec::new()
+                    },
                 };
                 let exec = Arc::new(StagingWriteExec::new(Arc::clone(&input), spec));
                 runtime

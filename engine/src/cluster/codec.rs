@@ -233,6 +233,7 @@ mod tests {
                 columns: vec!["p".into()],
                 stamps: vec![("_model".into(), "challenger".into())],
             }),
+            constant_columns: vec!["_model".into(), "_run_id".into()],
         };
         let mut buf = Vec::new();
         encode_spec(&spec, &mut buf).expect("encodes");

@@ -559,6 +559,11 @@ async fn stage(
         rejects: rejects.map(|r| r.url().to_string()),
         rejected_at: started_at.timestamp_micros(),
         shadow: shadow_write,
+        constant_columns: stamps
+            .columns()
+            .into_iter()
+            .map(|(name, _)| name.to_string())
+            .collect(),
     };
     let write = StagingWrite::try_new(stamped.logical_plan().clone(), spec.clone())
         .map_err(|e| Error::from_query(job, e))?

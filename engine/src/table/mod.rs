@@ -51,6 +51,7 @@ use schema::TableSchema;
 
 pub mod delta;
 pub mod gc;
+pub mod parquet_file;
 pub mod partition;
 pub mod rejects;
 pub mod schema;

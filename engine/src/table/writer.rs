@@ -51,6 +51,7 @@ use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::table::parquet_file::ParquetFile;
 use crate::table::partition;
 
 /// Everything a writer task needs, serialisable so it travels with a distributed plan.
@@ -83,6 +84,9 @@ pub struct WriteSpec {
     pub rejected_at: i64,
     /// A champion/challenger run: the shadow table the twin columns go to.
     pub shadow: Option<ShadowWrite>,
+    /// Columns with one value in every row (the stamps, literals of the plan): their column
+    /// chunks are encoded once per row count ([`crate::table::parquet_file`]).
+    pub constant_columns: Vec<String>,
 }
 
 /// Where and how the shadow model's twin columns are written (see [`crate::plan::shadow`]).
@@ -475,7 +479,7 @@ enum ShadowSource {
 struct OpenFile {
     relative: String,
     partition: String,
-    writer: AsyncArrowWriter<BufWriter>,
+    writer: ParquetFile,
     /// When a batch was last written to it (a counter), to close the least recently used.
     last_write: u64,
 }
@@ -562,10 +566,11 @@ impl Files {
                 ObjectPath::parse(&full).map_err(|e| DataFusionError::External(Box::new(e)))?;
             let buffer =
                 BufWriter::with_capacity(Arc::clone(&self.store), path, self.spec.buffer_bytes);
-            let writer = AsyncArrowWriter::try_new(
+            let writer = ParquetFile::try_new(
                 buffer,
                 Arc::clone(&self.schema),
-                Some(self.props.clone()),
+                self.props.clone(),
+                &self.spec.constant_columns,
             )?;
             self.open.insert(
                 key.to_string(),
@@ -869,6 +874,7 @@ mod tests {
             rejects: None,
             rejected_at: 0,
             shadow: None,
+            constant_columns: Vec::new(),
         }
     }
 
