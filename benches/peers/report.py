@@ -19,11 +19,11 @@ PEER_PACKAGES = ["pyarrow", "numpy", "pandas", "duckdb", "torch", "onnxruntime",
 TITLES = {
     "mlp": "MLP 64-256-256-1 on the mlp dataset",
     "gbdt": "Gradient-boosted trees on the gbdt dataset (xgb500: XGBoost 500 trees depth 6; "
-            "lgb500: LightGBM 500 trees 63 leaves)",
+            "lgb500: LightGBM 500 trees 63 leaves; lgbcat: LightGBM 200 trees 63 leaves, 4 categorical features)",
     "cheap": "Cheap models beside the floor (scorch with no model: scan + stamp + commit + write)",
     "embeddings": "Sentence embeddings, all-MiniLM-L6-v2 (max 256 tokens, mean pooling, normalized)",
     "startup": "Start-up: a 1,000-row job from a cold process (wall = cold start)",
-    "memory": "Memory growth: the scorch MLP job on half and all of the mlp dataset",
+    "memory": "Memory growth: the scorch MLP job on half, all and twice the mlp dataset",
 }
 
 
@@ -185,6 +185,7 @@ SUMMARY_LABELS = {
     ("mlp", "mlp"): "MLP 64-256-256-1, {rows} rows × 64 f32",
     ("gbdt", "xgb500"): "XGBoost 500 trees depth 6, {rows} rows × 32 f32",
     ("gbdt", "lgb500"): "LightGBM 500 trees 63 leaves, same data",
+    ("gbdt", "lgbcat"): "LightGBM 200 trees 63 leaves, 4 categorical features, same data",
     ("embeddings", "minilm"): "all-MiniLM-L6-v2, {rows} sentences (3–120 words)",
     ("cheap", None): "floor: scan + stamp + commit + write, no model ({dataset} data)",
     ("cheap", "logreg"): "logistic regression ({dataset} data)",
@@ -252,6 +253,9 @@ def summary_table(results):
                 scorch = name.startswith("scorch")
                 if scorch and c.get("x_floor") and model is not None and workload == "cheap":
                     name = f"{name} ({c['x_floor']:.2f} × floor)"
+                if c["engine"] == "decode" and c.get("x_floor"):
+                    # Its wall over the floor's: the floor's speed as a share of decoding alone.
+                    name = f"{name} (the floor runs at {c['x_floor']:.0%} of its speed)"
                 rate = "—" if workload == "startup" else _fmt(c.get("rows_per_s"), ",.0f")
                 wall = _wall_cell(c, digits)
                 if scorch and c["reference"]:
@@ -263,7 +267,7 @@ def summary_table(results):
                 ]) + " |")
     memory = sorted(workloads.get("memory", []), key=lambda c: c["rows"])
     if memory:
-        sizes = " and on ".join(_rows_label(c["rows"]) for c in memory)
+        sizes = " → ".join(_rows_label(c["rows"]) for c in memory)
         lines.append("| " + " | ".join([
             f"memory: the MLP job on {sizes} rows", "scorch",
             " / ".join(_fmt(c.get("rows_per_s"), ",.0f") for c in memory),

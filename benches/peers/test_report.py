@@ -38,7 +38,7 @@ class SummaryTable(unittest.TestCase):
         self.assertIn("6.40 (5.76–7.68)", rows[0])
         self.assertIn("pyarrow + onnxruntime", rows[1])
         self.assertIn("2.98e-07", rows[1])
-        self.assertIn("memory: the MLP job on 5M and on 10M rows", rows[-1])
+        self.assertIn("memory: the MLP job on 5M → 10M rows", rows[-1])
 
     def test_a_single_run_has_no_spread(self):
         self.assertNotIn("(", report.summary_table(results(1)).splitlines()[2].split("|")[4])
