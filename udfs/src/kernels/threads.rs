@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
 static ACTIVE: AtomicUsize = AtomicUsize::new(0);
 
@@ -63,12 +63,14 @@ impl Lease {
     }
 
     /// Runs `work` on a rayon pool of this lease's threads (the global pool when it has that
-    /// many): parallel iterators inside it use no more threads than the share.
+    /// many): parallel iterators inside it use no more threads than the share. Each call has a
+    /// pool of its own for its duration (pools are kept and reused, never shared by two calls at
+    /// once: two one-thread calls on one shared one-thread pool would take turns).
     pub fn install<R: Send>(&self, work: impl FnOnce() -> R + Send) -> R {
         if rayon::current_num_threads() == self.threads {
             return work();
         }
-        match pool(self.threads) {
+        match Pool::take(self.threads) {
             Some(pool) => pool.install(work),
             // A pool that cannot start its threads: the work runs here, on the calling thread's
             // pool.
@@ -77,24 +79,51 @@ impl Lease {
     }
 }
 
-/// The pool of `threads` threads, made once per size and kept for the process.
-fn pool(threads: usize) -> Option<Arc<rayon::ThreadPool>> {
-    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
-    let mut pools = POOLS
-        .get_or_init(Default::default)
+/// Idle pools by thread count.
+static IDLE: OnceLock<Mutex<HashMap<usize, Vec<rayon::ThreadPool>>>> = OnceLock::new();
+
+fn idle() -> std::sync::MutexGuard<'static, HashMap<usize, Vec<rayon::ThreadPool>>> {
+    IDLE.get_or_init(Default::default)
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(pool) = pools.get(&threads) {
-        return Some(Arc::clone(pool));
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A pool of `threads` threads held by one call; back among the idle ones when dropped.
+struct Pool {
+    pool: Option<rayon::ThreadPool>,
+    threads: usize,
+}
+
+impl Pool {
+    fn take(threads: usize) -> Option<Self> {
+        let pool = match idle().get_mut(&threads).and_then(Vec::pop) {
+            Some(pool) => pool,
+            None => rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(move |i| format!("scorch-score-{threads}-{i}"))
+                .build()
+                .ok()?,
+        };
+        Some(Self {
+            pool: Some(pool),
+            threads,
+        })
     }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(move |i| format!("scorch-score-{threads}-{i}"))
-        .build()
-        .ok()?;
-    let pool = Arc::new(pool);
-    pools.insert(threads, Arc::clone(&pool));
-    Some(pool)
+
+    fn install<R: Send>(&self, work: impl FnOnce() -> R + Send) -> R {
+        match &self.pool {
+            Some(pool) => pool.install(work),
+            None => work(),
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            idle().entry(self.threads).or_default().push(pool);
+        }
+    }
 }
 
 impl Drop for Lease {
@@ -132,6 +161,34 @@ mod tests {
             4,
             "a call after the others ended gets every core"
         );
+    }
+
+    #[test]
+    fn concurrent_calls_run_at_once_on_pools_of_their_own() {
+        use std::sync::mpsc;
+        use std::time::Duration;
+        static CALLS: AtomicUsize = AtomicUsize::new(0);
+        // One thread each: the size a pool shared between them would serialise them at.
+        let cores = 2;
+        let (a, b) = (
+            Lease::take_from(&CALLS, cores),
+            Lease::take_from(&CALLS, cores),
+        );
+        // Each call waits, inside its pool, for the other to be inside its own: two calls taking
+        // turns on one shared pool would time out.
+        let (to_a, from_b) = mpsc::channel();
+        let (to_b, from_a) = mpsc::channel();
+        let meet = |lease: &Lease, tell: mpsc::Sender<()>, hear: mpsc::Receiver<()>| {
+            lease.install(move || {
+                tell.send(()).expect("the other call listens");
+                hear.recv_timeout(Duration::from_secs(10)).is_ok()
+            })
+        };
+        std::thread::scope(|s| {
+            let first = s.spawn(|| meet(&a, to_b, from_b));
+            let second = s.spawn(|| meet(&b, to_a, from_a));
+            assert!(first.join().expect("runs") && second.join().expect("runs"));
+        });
     }
 
     #[test]
