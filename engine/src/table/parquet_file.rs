@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::mem;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use arrow::array::{ArrayRef, RecordBatch, new_empty_array};
 use arrow::datatypes::{FieldRef, Schema, SchemaRef};
@@ -52,9 +52,14 @@ pub struct ParquetFile {
     /// Rows in the row group in progress.
     rows: usize,
     max_rows: usize,
-    /// Encoded constant chunks by (field, rows).
-    chunks: HashMap<(usize, usize), Chunk>,
 }
+
+/// Encoded constant chunks, shared by every file of the process (a run's files have the same
+/// stamps and mostly the same row counts), by field, value, row count and writer properties.
+static CHUNKS: LazyLock<Mutex<HashMap<String, Chunk>>> = LazyLock::new(Default::default);
+
+/// Chunks kept at most; past that the cache starts over (a process runs one job at a time).
+const MAX_CHUNKS: usize = 256;
 
 impl ParquetFile {
     /// A file of `schema` written to `out` with `props`; the fields named in `constant` must hold
@@ -94,7 +99,6 @@ impl ParquetFile {
             in_progress: None,
             rows: 0,
             max_rows,
-            chunks: HashMap::new(),
         })
     }
 
@@ -164,20 +168,13 @@ impl ParquetFile {
             if self.constant[i] {
                 // Its (unused) writer.
                 writers.next();
-                let chunk = match self.chunks.get(&(i, rows)) {
-                    Some(chunk) => Arc::clone(chunk),
-                    None => {
-                        let value = self.values[i].as_ref().ok_or_else(|| {
-                            DataFusionError::Internal(format!(
-                                "no value for the constant column `{}`",
-                                field.name()
-                            ))
-                        })?;
-                        let chunk = Arc::new(encode_constant(field, value, rows, &self.props)?);
-                        self.chunks.insert((i, rows), Arc::clone(&chunk));
-                        chunk
-                    }
-                };
+                let value = self.values[i].as_ref().ok_or_else(|| {
+                    DataFusionError::Internal(format!(
+                        "no value for the constant column `{}`",
+                        field.name()
+                    ))
+                })?;
+                let chunk = constant_chunk(field, value, rows, &self.props)?;
                 let (bytes, close) = chunk.as_ref();
                 group.append_column(bytes, close.clone())?;
             } else {
@@ -207,6 +204,27 @@ impl ParquetFile {
         self.out.complete().await?;
         Ok(metadata)
     }
+}
+
+/// The chunk of `rows` copies of `value`, from the cache or encoded (under the cache's lock: a
+/// second file wanting the same chunk waits for it rather than encoding it again).
+fn constant_chunk(
+    field: &FieldRef,
+    value: &ArrayRef,
+    rows: usize,
+    props: &WriterProperties,
+) -> Result<Chunk> {
+    let key = format!("{field:?}|{value:?}|{rows}|{props:?}");
+    let mut chunks = CHUNKS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(chunk) = chunks.get(&key) {
+        return Ok(Arc::clone(chunk));
+    }
+    let chunk = Arc::new(encode_constant(field, value, rows, props)?);
+    if chunks.len() >= MAX_CHUNKS {
+        chunks.clear();
+    }
+    chunks.insert(key, Arc::clone(&chunk));
+    Ok(chunk)
 }
 
 /// The chunk of `rows` copies of `value` (one row of `field`), as the Arrow writer encodes it with
