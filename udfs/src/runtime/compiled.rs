@@ -28,6 +28,10 @@
 
 use crate::runtime::trees::{Cond, Ensemble, Missing, Node};
 
+mod levels;
+
+use levels::Levels;
+
 /// Rows walked through a tree together.
 pub const LANES: usize = 8;
 /// Rows whose features stay in cache while every tree is applied.
@@ -153,6 +157,8 @@ struct Flat<T> {
 pub struct Compiled {
     narrow: Flat<f32>,
     wide: Flat<f64>,
+    /// The narrow trees' top levels, for the vector walk (order tests only).
+    levels: Option<Levels>,
     round_to_f32: bool,
 }
 
@@ -317,9 +323,12 @@ impl Compiled {
             narrow.trees.push(tree);
             wide.trees.push(tree);
         }
+        let levels =
+            (!narrow.zero_missing && !narrow.category_splits).then(|| Levels::new(&narrow));
         Some(Self {
             narrow,
             wide,
+            levels,
             round_to_f32: e.round_to_f32,
         })
     }
@@ -339,14 +348,14 @@ impl Compiled {
             });
         if single {
             let narrow: Vec<f32> = features.iter().map(|x| *x as f32).collect();
-            self.narrow.accumulate(&narrow, cols, outputs, margins);
+            self.accumulate_f32(&narrow, cols, outputs, margins);
         } else {
             self.wide.accumulate(features, cols, outputs, margins);
         }
     }
 
     /// [`Compiled::accumulate_f64`] of single-precision rows: the `f32` walk, with no check or
-    /// copy.
+    /// copy; the vector walk of the top levels first, where the CPU and the splits allow it.
     pub fn accumulate_f32(
         &self,
         features: &[f32],
@@ -354,7 +363,15 @@ impl Compiled {
         outputs: usize,
         margins: &mut [f64],
     ) {
-        self.narrow.accumulate(features, cols, outputs, margins);
+        let done = self.levels.as_ref().map_or(0, |levels| {
+            levels.walk(&self.narrow, features, cols, outputs, margins)
+        });
+        self.narrow.accumulate(
+            &features[done * cols..],
+            cols,
+            outputs,
+            &mut margins[done * outputs..],
+        );
     }
 }
 
@@ -490,10 +507,22 @@ impl<T: Value> Flat<T> {
         r: usize,
         cols: usize,
     ) -> [u32; L] {
+        self.walk_from::<L, ZERO, SETS>([tree.root; L], tree.depth as usize, x, r, cols)
+    }
+
+    /// Walks rows `r..r + L` `steps` levels down from nodes `at`, returning the nodes reached.
+    #[inline(always)]
+    fn walk_from<const L: usize, const ZERO: bool, const SETS: bool>(
+        &self,
+        mut at: [u32; L],
+        steps: usize,
+        x: &[T],
+        r: usize,
+        cols: usize,
+    ) -> [u32; L] {
         let rows: [&[T]; L] =
             std::array::from_fn(|lane| &x[(r + lane) * cols..(r + lane + 1) * cols]);
-        let mut at = [tree.root; L];
-        for _ in 0..tree.depth {
+        for _ in 0..steps {
             for lane in 0..L {
                 let n = self.nodes[at[lane] as usize];
                 let v = rows[lane][(n.feature & FEATURE) as usize];
@@ -525,9 +554,9 @@ mod tests {
     use crate::runtime::trees::Transform;
 
     /// A deterministic pseudo-random generator, so the test needs no extra crate.
-    struct Lcg(u64);
+    pub(super) struct Lcg(pub(super) u64);
     impl Lcg {
-        fn next(&mut self) -> u64 {
+        pub(super) fn next(&mut self) -> u64 {
             self.0 = self
                 .0
                 .wrapping_mul(6364136223846793005)
@@ -541,7 +570,7 @@ mod tests {
 
     /// A random ensemble of unbalanced trees mixing every numeric test, category sets (when
     /// `sets`) and every missing rule.
-    fn random_ensemble(
+    pub(super) fn random_ensemble(
         rng: &mut Lcg,
         trees: usize,
         features: usize,
