@@ -34,8 +34,6 @@ pub(super) struct Levels {
     features: Vec<u32>,
     /// Per tree, the node of the flat layout each bottom slot stands for.
     bottom: Vec<u32>,
-    /// Per tree, the levels walked here: its depth, at most [`TOP`].
-    top: Vec<u8>,
     /// One more than the largest feature index any split reads (0 when none).
     reads: usize,
 }
@@ -49,12 +47,10 @@ impl Levels {
             thresholds: vec![f32::INFINITY; trees * SLOTS],
             features: vec![DEFAULT_PASS; trees * SLOTS],
             bottom: vec![0; trees * SLOTS],
-            top: Vec::with_capacity(trees),
             reads: 0,
         };
         for (t, tree) in flat.trees.iter().enumerate() {
-            let top = (tree.depth as usize).min(TOP);
-            levels.top.push(top as u8);
+            let top = top_levels(tree);
             let slots = t * SLOTS..(t + 1) * SLOTS;
             let mut table = Table {
                 nodes: &flat.nodes,
@@ -104,6 +100,11 @@ impl Levels {
     }
 }
 
+/// The levels of `tree` walked here: its depth, at most [`TOP`].
+fn top_levels(tree: &FlatTree) -> usize {
+    (tree.depth as usize).min(TOP)
+}
+
 /// Whether this CPU runs the vector walk.
 fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -151,7 +152,7 @@ mod avx2 {
         _mm256_slli_epi32, _mm256_srai_epi32, _mm256_storeu_si256, _mm256_sub_epi32,
     };
 
-    use super::{FEATURE, Flat, FlatTree, GROUPS, Levels, SLOTS, SPAN};
+    use super::{FEATURE, Flat, FlatTree, GROUPS, Levels, SLOTS, SPAN, top_levels};
 
     /// The value at local index `i` (per lane) of a level of `n` values (8, 16 or 32) held in
     /// `v`: permutes read an index's low three bits, blends pick the vector by the next two.
@@ -229,7 +230,7 @@ mod avx2 {
         for (span, rows) in x.chunks_exact(SPAN * cols).enumerate() {
             let first_row = span * SPAN;
             for (t, tree) in flat.trees.iter().enumerate() {
-                let top = usize::from(levels.top[t]);
+                let top = top_levels(tree);
                 let slots = t * SLOTS..(t + 1) * SLOTS;
                 let thresholds = &levels.thresholds[slots.clone()];
                 let features: &[f32] = bits_as_f32(&levels.features[slots.clone()]);
@@ -297,7 +298,7 @@ mod avx2 {
         outputs: usize,
         margins: &mut [f64],
     ) {
-        let top = usize::from(levels.top[t]);
+        let top = top_levels(tree);
         let bottom = &levels.bottom[t * SLOTS..(t + 1) * SLOTS];
         let steps = tree.depth as usize - top;
         let out = tree.output as usize;
