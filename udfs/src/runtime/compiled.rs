@@ -510,7 +510,9 @@ impl<T: Value> Flat<T> {
         self.walk_from::<L, ZERO, SETS>([tree.root; L], tree.depth as usize, x, r, cols)
     }
 
-    /// Walks rows `r..r + L` `steps` levels down from nodes `at`, returning the nodes reached.
+    /// Walks rows `r..r + L` `steps` levels down from nodes `at`, returning the nodes reached;
+    /// stops early once a step moves no row (a leaf keeps every row, a split moves all of its
+    /// rows: every row is at its leaf).
     #[inline(always)]
     fn walk_from<const L: usize, const ZERO: bool, const SETS: bool>(
         &self,
@@ -523,6 +525,7 @@ impl<T: Value> Flat<T> {
         let rows: [&[T]; L] =
             std::array::from_fn(|lane| &x[(r + lane) * cols..(r + lane + 1) * cols]);
         for _ in 0..steps {
+            let before = at;
             for lane in 0..L {
                 let n = self.nodes[at[lane] as usize];
                 let v = rows[lane][(n.feature & FEATURE) as usize];
@@ -542,6 +545,9 @@ impl<T: Value> Flat<T> {
                     test
                 };
                 at[lane] = n.first + u32::from(!passes);
+            }
+            if at == before {
+                break;
             }
         }
         at
@@ -569,10 +575,11 @@ mod tests {
     }
 
     /// A random ensemble of unbalanced trees mixing every numeric test, category sets (when
-    /// `sets`) and every missing rule.
+    /// `sets`) and every missing rule; each tree's depth is at most one drawn from `depths`.
     pub(super) fn random_ensemble(
         rng: &mut Lcg,
         trees: usize,
+        depths: std::ops::RangeInclusive<u32>,
         features: usize,
         outputs: usize,
         sets: bool,
@@ -620,7 +627,9 @@ mod tests {
             (e.nodes.len() - 1) as u32
         }
         for t in 0..trees {
-            let root = grow(&mut e, rng, 7, (t % outputs) as u32, sets);
+            let span = u64::from(depths.end() - depths.start() + 1);
+            let depth = depths.start() + (rng.next() % span) as u32;
+            let root = grow(&mut e, rng, depth, (t % outputs) as u32, sets);
             e.roots.push(root);
         }
         e
@@ -639,7 +648,7 @@ mod tests {
             (false, 2, false, true),
             (true, 1, false, true),
         ] {
-            let mut e = random_ensemble(&mut rng, 40, 5, outputs, sets);
+            let mut e = random_ensemble(&mut rng, 40, 7..=7, 5, outputs, sets);
             e.round_to_f32 = round_to_f32;
             e.validate("random").expect("valid");
             let compiled = Compiled::try_from_ensemble(&e).expect("numeric splits compile");

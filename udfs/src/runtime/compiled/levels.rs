@@ -338,9 +338,9 @@ mod tests {
     #[test]
     fn the_vector_walk_adds_the_scalar_walks_leaves_bit_for_bit() {
         let mut rng = Lcg(11);
-        // Unbalanced trees of depth up to 7: leaves above the bottom of the top levels, and
-        // rows that go on below them.
-        let mut e = random_ensemble(&mut rng, 60, 9, 2, false);
+        // Unbalanced trees of depth 3 to 11: leaves above the bottom of the top levels, and
+        // rows that go on below them, some to the bottom and some not.
+        let mut e = random_ensemble(&mut rng, 60, 3..=11, 9, 2, false);
         // LightGBM's "zero is missing" rule keeps a model on the scalar walk.
         for node in &mut e.nodes {
             if let Node::Split { missing, .. } = node
